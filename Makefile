@@ -1,0 +1,30 @@
+# Two entry points: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+
+$(VENV)/.test-deps: pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[test]'
+	touch $@
+
+$(VENV)/.demo-deps: pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.'
+	touch $@
+
+demo: $(VENV)/.demo-deps
+	$(PY) -m gradchain demo
+
+lint: $(VENV)/.test-deps
+	$(PY) -m ruff check .
+
+test: $(VENV)/.test-deps lint
+	$(PY) -m pytest -n 2 -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,88 @@
+"""gradchain: declearn's optimizer plug-ins as pure, jit-compiled JAX transformations.
+
+Regularizers, gradient modules and parameter constraints are small immutable
+transformations with optax's ``init`` / ``update`` protocol; ``chain``
+composes them, and ``Optimizer`` runs declearn's pipeline (regularizers ->
+modules -> learning rate and decoupled weight decay -> constraints) with JSON
+configs, state export and federated hooks.
+
+Example:
+    >>> import jax, jax.numpy as jnp, gradchain as gc
+    >>> opt = gc.Optimizer(lrate=0.1)
+    >>> params = {"w": jnp.array([1.0, -2.0])}
+    >>> state = opt.init(params)
+    >>> grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+    >>> params, state = jax.jit(opt.apply_gradients)(params, grads, state)
+    >>> params["w"]
+    Array([ 0.8, -1.6], dtype=float32)
+"""
+
+from gradchain.core import (
+    Chain,
+    Constraint,
+    EmptyState,
+    Module,
+    Registry,
+    Regularizer,
+    Transform,
+    apply_updates,
+    chain,
+    check_same_structure,
+    global_norm,
+    map_leaves,
+    map_leaves_multi,
+    named_chain,
+    tree_scale,
+    zeros_like,
+)
+from gradchain.optimizer import Optimizer
+from gradchain.schedules import Scheduler
+
+__version__ = "0.1.0"
+
+
+def list_modules() -> dict[str, type]:
+    """``{name: class}`` of every registered Module."""
+    return Module.registry.snapshot()
+
+
+def list_regularizers() -> dict[str, type]:
+    """``{name: class}`` of every registered Regularizer."""
+    return Regularizer.registry.snapshot()
+
+
+def list_constraints() -> dict[str, type]:
+    """``{name: class}`` of every registered Constraint."""
+    return Constraint.registry.snapshot()
+
+
+def list_schedulers() -> dict[str, type]:
+    """``{name: class}`` of every registered Scheduler."""
+    return Scheduler.registry.snapshot()
+
+
+__all__ = [
+    "Chain",
+    "Constraint",
+    "EmptyState",
+    "Module",
+    "Optimizer",
+    "Registry",
+    "Regularizer",
+    "Scheduler",
+    "Transform",
+    "__version__",
+    "apply_updates",
+    "chain",
+    "check_same_structure",
+    "global_norm",
+    "list_constraints",
+    "list_modules",
+    "list_regularizers",
+    "list_schedulers",
+    "map_leaves",
+    "map_leaves_multi",
+    "named_chain",
+    "tree_scale",
+    "zeros_like",
+]

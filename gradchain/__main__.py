@@ -1,0 +1,5 @@
+"""``python -m gradchain``: the command-line interface."""
+
+from gradchain.cli import main
+
+raise SystemExit(main())

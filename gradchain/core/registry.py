@@ -1,0 +1,213 @@
+"""Name registries and the `Registered` base that makes classes frozen dataclasses.
+
+Every configurable gradchain class (modules, regularizers, constraints,
+schedulers) derives from :class:`Registered`. Subclassing it does two things:
+
+1. the subclass becomes a *frozen dataclass*: annotated class attributes are
+   its hyper-parameters, instances are immutable, hashable and equal by value
+   (so a rebuilt, equal optimizer never triggers a recompilation when it is a
+   static argument of a jitted function);
+2. the subclass is registered under its ``name`` class attribute in the
+   registry of its family, unless ``register=False`` is passed in the class
+   statement. A missing ``name`` or a name already used by another class of the
+   same family raises at class creation.
+
+Example:
+    >>> import gradchain as gc
+    >>> class Halve(gc.Module, register=False):
+    ...     factor: float = 0.5
+    ...     def update(self, updates, state, params=None, **extra):
+    ...         return gc.tree_scale(updates, self.factor), state
+    >>> Halve() == Halve(0.5), hash(Halve()) == hash(Halve(0.5))
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+try:  # Python >= 3.11
+    from typing import dataclass_transform
+except ImportError:  # pragma: no cover - Python 3.10
+    from typing_extensions import dataclass_transform
+
+__all__ = ["Registered", "Registry"]
+
+
+class Registry(Mapping[str, type]):
+    """A mapping ``{name: class}`` for one family of registered classes.
+
+    Args:
+        family: what the registry holds, used in error messages ("module").
+    """
+
+    def __init__(self, family: str) -> None:
+        self.family = family
+        self._classes: dict[str, type] = {}
+
+    def add(self, cls: type) -> None:
+        """Register ``cls`` under ``cls.name``; raise on a missing or taken name."""
+        name = cls.__dict__.get("name")
+        if not isinstance(name, str) or not name:
+            raise TypeError(
+                f"{cls.__qualname__} is a registered {self.family} class and must "
+                "define a non-empty string class attribute `name` (or be declared "
+                f"with `class {cls.__name__}(..., register=False)`)."
+            )
+        previous = self._classes.get(name)
+        if previous is not None and not _same_definition(previous, cls):
+            raise ValueError(
+                f"Cannot register {cls.__module__}.{cls.__qualname__} as {self.family} "
+                f"'{name}': that name is already taken by "
+                f"{previous.__module__}.{previous.__qualname__}."
+            )
+        self._classes[name] = cls
+
+    def get_class(self, name: str) -> type:
+        """Return the class registered under ``name``; KeyError listing known names."""
+        if not isinstance(name, str):
+            raise TypeError(f"A {self.family} name must be a string, got {name!r}.")
+        try:
+            return self._classes[name]
+        except KeyError:
+            known = ", ".join(sorted(self._classes)) or "(none)"
+            raise KeyError(
+                f"Unknown {self.family} name {name!r}; registered {self.family} "
+                f"names are: {known}."
+            ) from None
+
+    def __getitem__(self, name: str) -> type:
+        return self.get_class(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._classes)
+
+    def __len__(self) -> int:
+        return len(self._classes)
+
+    def unregister(self, name: str) -> type:
+        """Remove and return the class registered as ``name`` (KeyError if unknown)."""
+        cls = self.get_class(name)
+        del self._classes[name]
+        return cls
+
+    def snapshot(self) -> dict[str, type]:
+        """A copy of the registry as a plain dict."""
+        return dict(self._classes)
+
+
+def _same_definition(old: type, new: type) -> bool:
+    # Re-running a cell in a notebook (or reloading a module) defines the same
+    # class a second time: let the newer definition replace the older one.
+    return (old.__module__, old.__qualname__) == (new.__module__, new.__qualname__)
+
+
+@dataclass_transform(frozen_default=True)
+class Registered:
+    """Base of every named, configurable, immutable gradchain class.
+
+    Subclasses declare hyper-parameters as annotated class attributes; they
+    become the fields of a frozen dataclass. A family base class (such as
+    :class:`gradchain.Module`) sets ``registry``; concrete subclasses then set
+    ``name``.
+    """
+
+    name: ClassVar[str]
+    registry: ClassVar[Registry | None] = None
+    #: The config the registry-driven contract suite builds this class from
+    #: (required when the class has arguments without defaults).
+    example_config: ClassVar[Mapping[str, Any] | None] = None
+
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Turning the class into a frozen dataclass in place: `dataclass`
+        # returns the very class it is given when `slots` is off.
+        dataclasses.dataclass(frozen=True, eq=True, repr=True)(cls)
+        if register:
+            registry = cls.registry
+            if registry is None:
+                raise TypeError(
+                    f"{cls.__qualname__} cannot be registered: derive it from a "
+                    "family base class (Module, Regularizer, Constraint or "
+                    "Scheduler) or declare it with register=False."
+                )
+            registry.add(cls)
+
+    @classmethod
+    def contract_example(cls) -> dict[str, Any]:
+        """The config the contract suite builds this class from."""
+        return dict(cls.example_config or {})
+
+    # -- configuration -------------------------------------------------------
+    @classmethod
+    def config_fields(cls) -> tuple[dataclasses.Field, ...]:
+        """The dataclass fields that form the constructor arguments."""
+        return tuple(f for f in dataclasses.fields(cls) if f.init)  # type: ignore[arg-type]
+
+    def get_config(self) -> dict[str, Any]:
+        """Every constructor argument, as JSON-compatible values."""
+        return {f.name: to_json_value(getattr(self, f.name)) for f in self.config_fields()}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Any:
+        """Rebuild an instance from :meth:`get_config` output.
+
+        Raises:
+            TypeError: ``config`` is not a mapping, has unknown keys or lacks a
+                required argument (the message names them and lists the allowed).
+        """
+        if not isinstance(config, Mapping):
+            raise TypeError(
+                f"The config of {cls._describe()} must be a dict, got "
+                f"{type(config).__name__}: {config!r}."
+            )
+        fields = cls.config_fields()
+        allowed = [f.name for f in fields]
+        unknown = sorted(set(config) - set(allowed))
+        if unknown:
+            raise TypeError(
+                f"Unknown argument(s) {unknown} in the config of {cls._describe()}; "
+                f"allowed arguments are: {allowed}."
+            )
+        required = [
+            f.name
+            for f in fields
+            if f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+        ]
+        missing = [name for name in required if name not in config]
+        if missing:
+            raise TypeError(
+                f"Missing required argument(s) {missing} in the config of "
+                f"{cls._describe()}; its arguments are: {allowed}."
+            )
+        return cls(**dict(config))
+
+    @classmethod
+    def _describe(cls) -> str:
+        name = cls.__dict__.get("name")
+        family = cls.registry.family if cls.registry is not None else "class"
+        return f"{family} {name!r}" if isinstance(name, str) else cls.__qualname__
+
+    @classmethod
+    def from_specs(cls, name: str, config: Mapping[str, Any] | None = None) -> Any:
+        """Build the class registered as ``name`` in this family from ``config``."""
+        if cls.registry is None:
+            raise TypeError(f"{cls.__qualname__} has no registry to look {name!r} up in.")
+        target = cls.registry.get_class(name)
+        return target.from_config({} if config is None else config)
+
+
+def to_json_value(value: Any) -> Any:
+    """Convert a hyper-parameter to plain JSON types (tuples become lists)."""
+    if isinstance(value, Registered):
+        return [value.name, value.get_config()]
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        return value.item()  # numpy / jax scalar
+    return value

@@ -1,0 +1,165 @@
+"""Pytree helpers shared by every transform.
+
+All helpers traverse a tree once, in Python, at trace time: under ``jit`` they
+cost nothing per step. ``None`` is an empty subtree (as in JAX), so params with
+``None`` entries are handled everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "apply_updates",
+    "check_same_structure",
+    "global_norm",
+    "map_leaves",
+    "map_leaves_multi",
+    "path_str",
+    "tree_scale",
+    "zeros_like",
+]
+
+PyTree = Any
+
+
+def path_str(path: Sequence[Any]) -> str:
+    """Readable path of a leaf, e.g. ``['dense']['kernel']`` (``<root>`` if empty)."""
+    return jax.tree_util.keystr(tuple(path)) or "<root>"
+
+
+def _describe_leaf(leaf: Any) -> str:
+    shape = getattr(leaf, "shape", None)
+    dtype = getattr(leaf, "dtype", None)
+    if shape is not None:
+        return f"{type(leaf).__name__} of shape {tuple(shape)} and dtype {dtype}"
+    return f"{type(leaf).__name__} {leaf!r}"
+
+
+def check_same_structure(
+    expected: PyTree,
+    given: PyTree,
+    expected_name: str = "params",
+    given_name: str = "updates",
+    check_shapes: bool = True,
+) -> None:
+    """Raise a ValueError naming the first path where two trees differ.
+
+    Args:
+        expected: the reference tree (usually the params).
+        given: the tree to check (gradients, updates, weights...).
+        expected_name, given_name: how to call them in the message.
+        check_shapes: also require equal leaf shapes.
+    """
+    exp_leaves, exp_def = jax.tree_util.tree_flatten_with_path(expected)
+    got_leaves, got_def = jax.tree_util.tree_flatten_with_path(given)
+    for (exp_path, exp_leaf), (got_path, got_leaf) in zip(exp_leaves, got_leaves):
+        if exp_path != got_path:
+            raise ValueError(
+                f"The structure of {given_name} differs from that of {expected_name}: "
+                f"{given_name} has a leaf at {path_str(got_path)} where "
+                f"{expected_name} has one at {path_str(exp_path)}."
+            )
+        if check_shapes and np.shape(exp_leaf) != np.shape(got_leaf):
+            raise ValueError(
+                f"Shape mismatch at {path_str(exp_path)}: {expected_name} has "
+                f"{_describe_leaf(exp_leaf)}, {given_name} has {_describe_leaf(got_leaf)}."
+            )
+    if len(exp_leaves) != len(got_leaves):
+        if len(exp_leaves) > len(got_leaves):
+            path = exp_leaves[len(got_leaves)][0]
+            problem = f"{given_name} lack the leaf at {path_str(path)}"
+        else:
+            path = got_leaves[len(exp_leaves)][0]
+            problem = f"{given_name} have an extra leaf at {path_str(path)}"
+        raise ValueError(
+            f"The structure of {given_name} differs from that of {expected_name}: {problem}."
+        )
+    if exp_def != got_def:
+        raise ValueError(
+            f"The structure of {given_name} differs from that of {expected_name} "
+            f"(same leaves, different containers): {expected_name} is {exp_def}, "
+            f"{given_name} is {got_def}."
+        )
+
+
+def map_leaves(fn: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:
+    """``fn`` over the leaves of ``tree`` and the matching leaves of ``rest``.
+
+    Unlike ``jax.tree.map``, trees in ``rest`` only need ``tree``'s structure as
+    a prefix, and a single Python loop does the work.
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    others = [treedef.flatten_up_to(r) for r in rest]
+    return treedef.unflatten([fn(*args) for args in zip(leaves, *others)])
+
+
+def map_leaves_multi(
+    fn: Callable[..., tuple[Any, ...]], n_out: int, tree: PyTree, *rest: PyTree
+) -> tuple[PyTree, ...]:
+    """Like :func:`map_leaves` for a ``fn`` returning ``n_out`` values per leaf.
+
+    Returns ``n_out`` trees shaped like ``tree``: one traversal computes, for
+    instance, an update and two moments per leaf.
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    others = [treedef.flatten_up_to(r) for r in rest]
+    outs = [fn(*args) for args in zip(leaves, *others)]
+    if not outs:
+        return tuple(treedef.unflatten([]) for _ in range(n_out))
+    return tuple(treedef.unflatten(list(col)) for col in zip(*outs))
+
+
+def zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
+    """Zeros shaped like every leaf (arrays, ``ShapeDtypeStruct`` or scalars).
+
+    Args:
+        tree: the template tree.
+        dtype: force a dtype; by default each leaf's own dtype.
+    """
+    return jax.tree.map(
+        lambda x: jnp.zeros(jnp.shape(x), dtype or jnp.result_type(x)), tree
+    )
+
+
+def tree_scale(tree: PyTree, factor: Any) -> PyTree:
+    """Multiply every leaf by ``factor`` keeping each leaf's dtype.
+
+    The product is computed in the promoted dtype (float32 for a float32
+    ``factor`` and bf16 leaves) and cast back, so low-precision leaves do not
+    turn the factor itself into bf16.
+    """
+    return jax.tree.map(lambda x: (x * factor).astype(x.dtype), tree)
+
+
+def global_norm(tree: PyTree) -> jax.Array:
+    """L2 norm of all leaves together, accumulated in float32 (or wider)."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.zeros((), jnp.float32)
+    total = sum(
+        jnp.sum(jnp.square(x.astype(jnp.promote_types(x.dtype, jnp.float32))))
+        for x in leaves
+    )
+    return jnp.sqrt(total)
+
+
+def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
+    """``params + updates``, each result cast back to its param's dtype.
+
+    Raises:
+        ValueError: the two trees differ in structure or shapes (the message
+            names the first differing path).
+
+    Example:
+        >>> import jax.numpy as jnp, gradchain as gc
+        >>> gc.apply_updates({"w": jnp.ones(2, jnp.bfloat16)}, {"w": jnp.full(2, 0.5)})["w"].dtype
+        dtype(bfloat16)
+    """
+    check_same_structure(params, updates, "params", "updates")
+    return map_leaves(lambda p, u: jnp.asarray(p + u).astype(jnp.result_type(p)), params, updates)
