@@ -17,6 +17,7 @@ Example:
     Array([ 0.8, -1.6], dtype=float32)
 """
 
+from gradchain import constraints, modules, presets, regularizers  # registers the catalog
 from gradchain.core import (
     Chain,
     Constraint,
@@ -74,6 +75,7 @@ __all__ = [
     "__version__",
     "apply_updates",
     "chain",
+    "constraints",
     "check_same_structure",
     "global_norm",
     "list_constraints",
@@ -82,7 +84,10 @@ __all__ = [
     "list_schedulers",
     "map_leaves",
     "map_leaves_multi",
+    "modules",
     "named_chain",
+    "presets",
+    "regularizers",
     "tree_scale",
     "zeros_like",
 ]

@@ -1,0 +1,3 @@
+"""Parameter constraints applied after the step; importing registers them."""
+
+__all__: list[str] = []
