@@ -36,7 +36,9 @@ from gradchain.core import (
     tree_scale,
     zeros_like,
 )
+from gradchain.fisher import consolidate, fisher_diagonal
 from gradchain.optimizer import Optimizer
+from gradchain.presets import adagrad, adam, rmsprop, sgd, yogi
 from gradchain.schedules import Scheduler
 
 __version__ = "0.1.0"
@@ -73,10 +75,14 @@ __all__ = [
     "Scheduler",
     "Transform",
     "__version__",
+    "adagrad",
+    "adam",
     "apply_updates",
     "chain",
     "constraints",
+    "fisher_diagonal",
     "check_same_structure",
+    "consolidate",
     "global_norm",
     "list_constraints",
     "list_modules",
@@ -88,6 +94,9 @@ __all__ = [
     "named_chain",
     "presets",
     "regularizers",
+    "rmsprop",
+    "sgd",
     "tree_scale",
+    "yogi",
     "zeros_like",
 ]

@@ -1,3 +1,19 @@
 """Gradient-processing modules, one family per file; importing registers them."""
 
-__all__: list[str] = []
+from gradchain.modules.adaptive import AdaGrad, Adam, RMSProp, Yogi
+from gradchain.modules.clipping import L2Clipping, L2GlobalClipping
+from gradchain.modules.momentum import EWMA, Momentum, YogiMomentum
+from gradchain.modules.noise import GaussianNoise
+
+__all__ = [
+    "EWMA",
+    "AdaGrad",
+    "Adam",
+    "GaussianNoise",
+    "L2Clipping",
+    "L2GlobalClipping",
+    "Momentum",
+    "RMSProp",
+    "Yogi",
+    "YogiMomentum",
+]

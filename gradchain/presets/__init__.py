@@ -1,3 +1,5 @@
 """Ready-made optimizers in optax style (each returns a configurable Optimizer)."""
 
-__all__: list[str] = []
+from gradchain.presets.classic import adagrad, adam, rmsprop, sgd, yogi
+
+__all__ = ["adagrad", "adam", "rmsprop", "sgd", "yogi"]
