@@ -105,11 +105,10 @@ class ScaffoldClient(Module):
     aux_name: ClassVar[str] = "scaffold"
 
     def init(self, params: PyTree) -> ScaffoldClientState:
-        zeros = zeros_like(params)
-        return ScaffoldClientState(
-            local=zeros,
-            delta=zeros,
-            grad_sum=zeros,
+        return ScaffoldClientState(  # distinct buffers, so that the state can be donated
+            local=zeros_like(params),
+            delta=zeros_like(params),
+            grad_sum=zeros_like(params),
             steps=jnp.zeros((), jnp.int32),
             reported=jnp.zeros((), jnp.bool_),
         )
