@@ -161,6 +161,21 @@ def check_vmap_matches_loop(tx, params, grads) -> None:
     assert_trees_equal(batched, stack(loop), exact=False, rtol=2e-6, atol=1e-6)
 
 
+def check_packed_matches_unpacked(tx, params, grads) -> None:
+    """A class declaring ``packable`` gives the same result on flat buffers."""
+    if not type(tx).packable:
+        return
+    opt = in_optimizer(tx)
+    flat = gc.packed(opt)
+    state, flat_state = opt.init(params), flat.init(params)
+    for _ in range(2):
+        updates, state = opt.update(grads, state, params)
+        flat_updates, flat_state = flat.update(grads, flat_state, params)
+        assert spec(flat_updates) == spec(updates)
+        if not type(tx).stochastic:  # packing changes which random numbers go where
+            assert_trees_equal(flat_updates, updates, exact=False, rtol=1e-5, atol=1e-6)
+
+
 def check_round_hook(tx, params, grads) -> None:
     state = tx.init(params)
     _, state = tx.update(grads, state, params)
@@ -188,6 +203,7 @@ ALL_CHECKS = [
     check_state_round_trip,
     check_optax_and_flax_interop,
     check_vmap_matches_loop,
+    check_packed_matches_unpacked,
     check_round_hook,
     check_aux_hooks,
 ]

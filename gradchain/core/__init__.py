@@ -1,6 +1,7 @@
 """The protocol, registries, chain, pytree helpers and state conversion."""
 
 from gradchain.core.chain import Chain, chain, named_chain
+from gradchain.core.packing import Packed, packed
 from gradchain.core.registry import Registered, Registry
 from gradchain.core.transform import (
     Constraint,
@@ -24,6 +25,7 @@ __all__ = [
     "Constraint",
     "EmptyState",
     "Module",
+    "Packed",
     "Registered",
     "Registry",
     "Regularizer",
@@ -35,6 +37,7 @@ __all__ = [
     "map_leaves",
     "map_leaves_multi",
     "named_chain",
+    "packed",
     "tree_scale",
     "zeros_like",
 ]

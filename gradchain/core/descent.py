@@ -12,7 +12,7 @@ the step and round counters this stage keeps in its state.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -73,6 +73,7 @@ class Descent(Transform, register=False):
     """
 
     name = "descent"
+    packable: ClassVar[bool] = True
 
     lrate: Any
     w_decay: Any = 0.0

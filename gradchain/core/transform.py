@@ -59,9 +59,16 @@ class Transform(Registered, register=False):
             federated training, or None when it exchanges none.
         example_config: (inherited) the config the contract suite builds the
             class from; required when the class has required arguments.
+        packable: True when the result does not depend on where one tensor
+            ends and the next begins (elementwise math, global reductions),
+            so that ``gradchain.packed`` may run it on flat buffers.
+        stochastic: True when updates draw random numbers (from a key in the
+            state), so that two layouts of the same tree see different draws.
     """
 
     aux_name: ClassVar[str | None] = None
+    packable: ClassVar[bool] = False
+    stochastic: ClassVar[bool] = False
 
     def init(self, params: PyTree) -> PyTree:
         """Initial state for ``params`` (arrays or ``jax.ShapeDtypeStruct`` leaves)."""

@@ -68,6 +68,7 @@ class AdaGrad(MomentModule):
     """
 
     name: ClassVar[str] = "adagrad"
+    packable: ClassVar[bool] = True
 
     eps: float = 1e-7
     round_reset: bool = False
@@ -115,6 +116,7 @@ class RMSProp(MomentModule):
     """
 
     name: ClassVar[str] = "rmsprop"
+    packable: ClassVar[bool] = True
 
     beta: float = 0.9
     eps: float = 1e-7
@@ -172,6 +174,7 @@ class Adam(MomentModule):
     """
 
     name: ClassVar[str] = "adam"
+    packable: ClassVar[bool] = True
 
     beta_1: float = 0.9
     beta_2: float = 0.99

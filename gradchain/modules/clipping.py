@@ -77,6 +77,7 @@ class L2GlobalClipping(Module):
     """
 
     name: ClassVar[str] = "l2-global-clipping"
+    packable: ClassVar[bool] = True
 
     max_norm: float = 1.0
 

@@ -79,6 +79,7 @@ class Momentum(_Velocity):
     """
 
     name: ClassVar[str] = "momentum"
+    packable: ClassVar[bool] = True
 
     beta: float = 0.9
     nesterov: bool = False
@@ -112,6 +113,7 @@ class EWMA(_Velocity):
     """
 
     name: ClassVar[str] = "ewma"
+    packable: ClassVar[bool] = True
 
     beta: float = 0.9
     round_reset: bool = False
@@ -143,6 +145,7 @@ class YogiMomentum(_Velocity):
     """
 
     name: ClassVar[str] = "yogi-momentum"
+    packable: ClassVar[bool] = True
 
     beta: float = 0.9
     round_reset: bool = False

@@ -65,6 +65,8 @@ class GaussianNoise(Module):
     """
 
     name: ClassVar[str] = "gaussian-noise"
+    packable: ClassVar[bool] = True
+    stochastic: ClassVar[bool] = True
     example_config: ClassVar[dict] = {"std": 0.1, "safe_mode": False, "seed": 0}
 
     std: float = 1.0

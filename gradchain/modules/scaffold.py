@@ -102,6 +102,7 @@ class ScaffoldClient(Module):
     """
 
     name: ClassVar[str] = "scaffold-client"
+    packable: ClassVar[bool] = True
     aux_name: ClassVar[str] = "scaffold"
 
     def init(self, params: PyTree) -> ScaffoldClientState:
@@ -175,6 +176,7 @@ class ScaffoldServer(Module):
     """
 
     name: ClassVar[str] = "scaffold-server"
+    packable: ClassVar[bool] = True
     aux_name: ClassVar[str] = "scaffold"
 
     def init(self, params: PyTree) -> ScaffoldServerState:

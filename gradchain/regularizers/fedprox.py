@@ -54,6 +54,7 @@ class FedProx(Regularizer):
     """
 
     name: ClassVar[str] = "fedprox"
+    packable: ClassVar[bool] = True
 
     alpha: float = 0.01
 

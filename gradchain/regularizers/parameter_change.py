@@ -93,6 +93,7 @@ class ParameterChange(Regularizer):
     """
 
     name: ClassVar[str] = "parameter-change"
+    packable: ClassVar[bool] = True
 
     alpha: float = 0.01
     gamma: float = 1.0

@@ -38,6 +38,7 @@ class Lasso(Regularizer):
     """
 
     name: ClassVar[str] = "lasso"
+    packable: ClassVar[bool] = True
 
     alpha: float = 0.01
 
@@ -70,6 +71,7 @@ class Ridge(Regularizer):
     """
 
     name: ClassVar[str] = "ridge"
+    packable: ClassVar[bool] = True
 
     alpha: float = 0.01
 
