@@ -1,0 +1,81 @@
+"""Benchmarks 1 and 4: optimizer update step / compile time, and state bytes, against optax."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import gradchain as gc
+from gradchain.bench.cases import CASES, check_equivalence
+from gradchain.bench.synthetic import synthetic_params
+from gradchain.bench.timing import time_jitted
+
+__all__ = ["bench_state_bytes", "bench_updates"]
+
+
+def _time_update(tx: Any, params: dict, grads: dict, steps: int) -> dict:
+    state = tx.init(params)
+    return time_jitted(
+        lambda g, s, p: tx.update(g, s, p), (grads, state, params), donate=(1,),
+        carry=lambda out, args: (args[0], out[1], args[2]), steps=steps,
+    )
+
+
+def bench_updates(leaf_counts: list[int], total: int, steps: int = 20, log=print) -> dict:
+    """Step and compile time of each case at each leaf count: gradchain (per-leaf and
+    packed) and optax, with the ratios gradchain / optax."""
+    rows = []
+    equivalence = None
+    for n in leaf_counts:
+        params = synthetic_params(n, total, seed=0)
+        grads = synthetic_params(n, total, seed=1)
+        if equivalence is None:
+            equivalence = check_equivalence(params, grads)
+        for case, (ours, theirs) in CASES.items():
+            timings = {}
+            for label, tx in (("optax", theirs()), ("gradchain", ours()), ("gradchain packed", gc.packed(ours()))):
+                timings[label] = _time_update(tx, params, grads, steps)
+                log(f"  {case:18s} {n:5d} leaves  {label:17s} {_fmt(timings[label])}")
+            rows.append({"case": case, "leaves": n, "params": int(sum(x.size for x in jax.tree.leaves(params))),
+                         **{label: t for label, t in timings.items()},
+                         "ratios": _ratios(timings)})
+    return {"rows": rows, "max_relative_difference_vs_optax": equivalence}
+
+
+def _fmt(t: dict) -> str:
+    return (f"step {t['step_ms']:8.2f} ms  trace {t['trace_s']:6.2f} s  compile {t['compile_s']:6.2f} s"
+            f"  kernels {t['kernels']}")
+
+
+def _ratios(timings: dict) -> dict:
+    ref = timings["optax"]
+    out = {}
+    for label in ("gradchain", "gradchain packed"):
+        t = timings[label]
+        out[label] = {
+            "step": t["step_ms"] / ref["step_ms"],
+            "compile": t["compile_s"] / ref["compile_s"],
+            "trace+compile": (t["trace_s"] + t["compile_s"]) / (ref["trace_s"] + ref["compile_s"]),
+        }
+    return out
+
+
+def _state_bytes(state: Any) -> int:
+    return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state) if hasattr(x, "dtype")))
+
+
+def bench_state_bytes(n_leaves: int, total: int) -> dict:
+    """Optimizer state bytes of Adam with f32 and bf16 moments, gradchain and optax."""
+    params = synthetic_params(n_leaves, total)
+    rows = {
+        "gradchain adam (f32 moments)": gc.adam(1e-3),
+        "gradchain adam (bf16 moments)": gc.adam(1e-3, moment_dtype="bfloat16"),
+        "optax adam": optax.adam(1e-3),
+        "optax adam (mu_dtype=bf16)": optax.adam(1e-3, mu_dtype=jnp.bfloat16),
+    }
+    out = {name: _state_bytes(jax.eval_shape(tx.init, params)) for name, tx in rows.items()}
+    out["params"] = _state_bytes(params)
+    return out
