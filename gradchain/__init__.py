@@ -18,6 +18,7 @@ Example:
 """
 
 from gradchain import constraints, modules, presets, regularizers  # registers the catalog
+from gradchain.constraints import ClampParams, L2Ball, LinfBall
 from gradchain.core import (
     Chain,
     Constraint,
@@ -36,7 +37,26 @@ from gradchain.core import (
     tree_scale,
     zeros_like,
 )
+from gradchain.modules import (
+    ClampGradient,
+    FrankWolfe,
+    L1Normalize,
+    L1qNormalize,
+    L2Normalize,
+    Sign,
+    TopQ,
+)
 from gradchain.optimizer import Optimizer
+from gradchain.presets import (
+    frank_wolfe,
+    l1_normed,
+    l1q_normed,
+    l2_normed,
+    l2_projected,
+    linf_projected,
+    signed,
+    top_q,
+)
 from gradchain.schedules import Scheduler
 
 __version__ = "0.1.0"
@@ -64,20 +84,36 @@ def list_schedulers() -> dict[str, type]:
 
 __all__ = [
     "Chain",
+    "ClampGradient",
+    "ClampParams",
     "Constraint",
     "EmptyState",
+    "FrankWolfe",
+    "L1Normalize",
+    "L1qNormalize",
+    "L2Ball",
+    "L2Normalize",
+    "LinfBall",
     "Module",
     "Optimizer",
     "Registry",
     "Regularizer",
     "Scheduler",
+    "Sign",
+    "TopQ",
     "Transform",
     "__version__",
     "apply_updates",
     "chain",
     "constraints",
     "check_same_structure",
+    "frank_wolfe",
     "global_norm",
+    "l1_normed",
+    "l1q_normed",
+    "l2_normed",
+    "l2_projected",
+    "linf_projected",
     "list_constraints",
     "list_modules",
     "list_regularizers",
@@ -88,6 +124,8 @@ __all__ = [
     "named_chain",
     "presets",
     "regularizers",
+    "signed",
+    "top_q",
     "tree_scale",
     "zeros_like",
 ]

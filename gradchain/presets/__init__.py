@@ -1,3 +1,23 @@
 """Ready-made optimizers in optax style (each returns a configurable Optimizer)."""
 
-__all__: list[str] = []
+from gradchain.presets.geometry import (
+    frank_wolfe,
+    l1_normed,
+    l1q_normed,
+    l2_normed,
+    l2_projected,
+    linf_projected,
+    signed,
+    top_q,
+)
+
+__all__: list[str] = [
+    "frank_wolfe",
+    "l1_normed",
+    "l1q_normed",
+    "l2_normed",
+    "l2_projected",
+    "linf_projected",
+    "signed",
+    "top_q",
+]
