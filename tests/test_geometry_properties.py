@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import gradchain as gc
 
-SETTINGS = settings(max_examples=30, deadline=None)
+SETTINGS = settings(max_examples=25, deadline=None)
 
 
 @st.composite

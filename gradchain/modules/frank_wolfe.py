@@ -51,8 +51,10 @@ class FrankWolfeState(NamedTuple):
 
 
 class FrankWolfe(Module):
-    """A Frank-Wolfe step: ``g' = alpha_k (p + eps d(g))``, i.e. ``p <- (1-alpha_k) p - alpha_k eps d(g)`` at lrate 1.
+    """A Frank-Wolfe step as a gradient: ``g' = alpha_k (p + eps d(g))``.
 
+    At ``lrate = 1.0`` the Optimizer's step ``p - g'`` is
+    ``(1 - alpha_k) p + alpha_k eps s`` with ``s = -d(g)``;
     ``alpha_k = lr / (lr + k)`` with ``k`` the step count (from 0), or
     ``alpha_k = lr`` when ``use_default_lr_schedule`` is off. The direction
     ``d`` is the LMO of ``lmo``'s norm, per row (see the module docstring).

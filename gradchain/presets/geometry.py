@@ -37,9 +37,8 @@ def _optimizer(
 ) -> Optimizer:
     if isinstance(modules, str):  # a lone name is a common slip for a one-element list
         raise TypeError(f"`modules` must be a list of module specs, got the string {modules!r}.")
-    return Optimizer(
-        lrate, w_decay, modules=[first, *modules], constraints=list(constraints)
-    )
+    extra = () if modules is None else modules
+    return Optimizer(lrate, w_decay, modules=[first, *extra], constraints=list(constraints))
 
 
 def l1_normed(
