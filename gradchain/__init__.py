@@ -18,7 +18,6 @@ Example:
 """
 
 from gradchain import constraints, modules, presets, regularizers  # registers the catalog
-from gradchain.constraints import ClampParams, L2Ball, LinfBall
 from gradchain.core import (
     Chain,
     Constraint,
@@ -37,25 +36,22 @@ from gradchain.core import (
     tree_scale,
     zeros_like,
 )
-from gradchain.modules import (
-    ClampGradient,
-    FrankWolfe,
-    L1Normalize,
-    L1qNormalize,
-    L2Normalize,
-    Sign,
-    TopQ,
-)
+from gradchain.fisher import consolidate, fisher_diagonal
 from gradchain.optimizer import Optimizer
 from gradchain.presets import (
+    adagrad,
+    adam,
     frank_wolfe,
     l1_normed,
     l1q_normed,
     l2_normed,
     l2_projected,
     linf_projected,
+    rmsprop,
+    sgd,
     signed,
     top_q,
+    yogi,
 )
 from gradchain.schedules import Scheduler
 
@@ -84,29 +80,23 @@ def list_schedulers() -> dict[str, type]:
 
 __all__ = [
     "Chain",
-    "ClampGradient",
-    "ClampParams",
     "Constraint",
     "EmptyState",
-    "FrankWolfe",
-    "L1Normalize",
-    "L1qNormalize",
-    "L2Ball",
-    "L2Normalize",
-    "LinfBall",
     "Module",
     "Optimizer",
     "Registry",
     "Regularizer",
     "Scheduler",
-    "Sign",
-    "TopQ",
     "Transform",
     "__version__",
+    "adagrad",
+    "adam",
     "apply_updates",
     "chain",
     "constraints",
+    "fisher_diagonal",
     "check_same_structure",
+    "consolidate",
     "frank_wolfe",
     "global_norm",
     "l1_normed",
@@ -124,8 +114,11 @@ __all__ = [
     "named_chain",
     "presets",
     "regularizers",
+    "rmsprop",
+    "sgd",
     "signed",
     "top_q",
     "tree_scale",
+    "yogi",
     "zeros_like",
 ]

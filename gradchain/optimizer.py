@@ -148,6 +148,21 @@ class Optimizer(Transform, register=False):
         updates, state = self.update(grads, state, params, **extra_args)
         return apply_updates(params, updates), state
 
+    def penalties(self, params: PyTree, state: Mapping[str, PyTree]) -> dict[str, jax.Array]:
+        """The current value of every regularizer with a closed-form penalty, by name.
+
+        Adding them to the task loss gives the regularized loss whose gradient
+        this optimizer follows (for logging; the optimizer adds the gradients
+        itself).
+        """
+        values = {}
+        for key in self._group_keys["regularizers"]:
+            try:
+                values[key] = self.pipeline[key].penalty(params, state[key])
+            except NotImplementedError:
+                continue
+        return values
+
     def rates(self, state: Mapping[str, PyTree]) -> tuple[jax.Array, jax.Array]:
         """The learning rate and weight decay the next update will use."""
         return self.pipeline[DESCENT].rates(state[DESCENT])

@@ -30,7 +30,7 @@ def test_l1q_first_step_worked_value():
 
 
 def test_module_output_is_the_negated_step():
-    fw = gc.FrankWolfe(2.0, lmo="linf", lr=0.25, use_default_lr_schedule=False)
+    fw = gc.modules.FrankWolfe(2.0, lmo="linf", lr=0.25, use_default_lr_schedule=False)
     p, g = jnp.array([[1.0, -1.0]]), jnp.array([[3.0, -0.5]])
     out, state = fw.update(g, fw.init(p), p)
     np.testing.assert_allclose(-out, 0.25 * (2.0 * -np.sign(g) - p))  # -g' = alpha (eps s - p)
@@ -38,7 +38,7 @@ def test_module_output_is_the_negated_step():
 
 
 def test_default_schedule_is_lr_over_lr_plus_k():
-    fw = gc.FrankWolfe(1.0, lmo="l2", lr=3.0)
+    fw = gc.modules.FrankWolfe(1.0, lmo="l2", lr=3.0)
     state = fw.init(jnp.zeros(2))
     alphas = []
     for _ in range(4):
@@ -70,7 +70,7 @@ def test_a_step_on_minus_x_squared_lands_on_the_boundary(lmo, q):
 
 def test_lmo_acts_per_row():
     g = jnp.array([[1.0, -3.0, 2.0], [0.0, 0.0, 0.0], [4.0, 0.5, -4.0]])
-    fw = gc.FrankWolfe(1.0, lmo="l1")  # param_ndim=-1, lr=2: alpha=1 at the first step
+    fw = gc.modules.FrankWolfe(1.0, lmo="l1")  # param_ndim=-1, lr=2: alpha=1 at the first step
     out = fw.update(g, fw.init(g), jnp.zeros_like(g))[0]
     # one-hot at the largest |g| of each row (ties: the first), with its sign; zero rows stay 0
     np.testing.assert_array_equal(out, [[0, -1, 0], [0, 0, 0], [1, 0, 0]])
@@ -78,28 +78,28 @@ def test_lmo_acts_per_row():
 
 def test_l1_lmo_works_on_3d_tensors():  # rai-toolbox's L1 variant breaks here
     g = jnp.arange(24.0).reshape(2, 3, 4) - 10.0
-    fw = gc.FrankWolfe(1.0, lmo="l1")
+    fw = gc.modules.FrankWolfe(1.0, lmo="l1")
     out = fw.update(g, fw.init(g), jnp.zeros_like(g))[0]
     assert out.shape == (2, 3, 4)
     np.testing.assert_array_equal(jnp.sum(jnp.abs(out), axis=(1, 2)), [1.0, 1.0])
 
 
 def test_l1q_with_dq_draws_per_step_and_is_reproducible():
-    fw = gc.FrankWolfe(1.0, lmo="l1q", q=0.5, dq=0.5, seed=11, param_ndim=None)
+    fw = gc.modules.FrankWolfe(1.0, lmo="l1q", q=0.5, dq=0.5, seed=11, param_ndim=None)
     g, p = jnp.arange(1.0, 41.0), jnp.zeros(40)
     state, counts = fw.init(p), []
     for _ in range(8):
         out, state = fw.update(g, state, p)
         counts.append(int(jnp.sum(out != 0)))
     assert len(set(counts)) > 2
-    again = gc.FrankWolfe(1.0, lmo="l1q", q=0.5, dq=0.5, seed=11, param_ndim=None)
+    again = gc.modules.FrankWolfe(1.0, lmo="l1q", q=0.5, dq=0.5, seed=11, param_ndim=None)
     out_again, _ = again.update(g, again.init(p), p)
     first, _ = fw.update(g, fw.init(p), p)
     np.testing.assert_array_equal(first, out_again)
 
 
 def test_params_are_required_and_validated():
-    fw = gc.FrankWolfe(1.0)
+    fw = gc.modules.FrankWolfe(1.0)
     with pytest.raises(ValueError, match="needs the current params"):
         fw.update(jnp.ones((2, 2)), fw.init(jnp.ones((2, 2))))
     with pytest.raises(ValueError, match=r"'frank-wolfe'.*\['b'\] of shape \(\)"):
@@ -128,7 +128,7 @@ def test_params_are_required_and_validated():
 )
 def test_bad_hyper_parameters(kwargs, error, pattern):
     with pytest.raises(error, match=pattern):
-        gc.FrankWolfe(**kwargs)
+        gc.modules.FrankWolfe(**kwargs)
     with pytest.raises(error, match=pattern):
         gc.frank_wolfe(**kwargs)
 

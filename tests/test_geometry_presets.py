@@ -61,12 +61,12 @@ def test_worked_values(opt, x, g, expected):
 def test_presets_are_optimizers_with_the_expected_pipeline():
     opt = gc.l2_projected(0.1, epsilon=0.5, param_ndim=None)
     assert isinstance(opt, gc.Optimizer)
-    assert opt.modules == (gc.L2Normalize(param_ndim=None),)
-    assert opt.constraints == (gc.L2Ball(0.5, param_ndim=None),)
-    assert gc.linf_projected(0.1, 0.5).constraints == (gc.LinfBall(0.5),)
+    assert opt.modules == (gc.modules.L2Normalize(param_ndim=None),)
+    assert opt.constraints == (gc.constraints.L2Ball(0.5, param_ndim=None),)
+    assert gc.linf_projected(0.1, 0.5).constraints == (gc.constraints.LinfBall(0.5),)
     fw = gc.frank_wolfe(2.0, "l2", param_ndim=None)
-    assert fw.lrate == 1.0 and fw.modules == (gc.FrankWolfe(2.0, "l2", param_ndim=None),)
-    assert gc.l1q_normed(0.1, 0.5, 0.1, seed=3).modules == (gc.L1qNormalize(0.5, 0.1, 3),)
+    assert fw.lrate == 1.0 and fw.modules == (gc.modules.FrankWolfe(2.0, "l2", param_ndim=None),)
+    assert gc.l1q_normed(0.1, 0.5, 0.1, seed=3).modules == (gc.modules.L1qNormalize(0.5, 0.1, 3),)
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -74,7 +74,7 @@ def test_json_config_round_trip(name):
     opt = PRESETS[name](modules=[("sign", {"grad_scale": 0.5})])
     config = json.loads(json.dumps(opt.get_config()))
     assert gc.Optimizer.from_config(config) == opt
-    assert config["modules"][-1] == ["sign", gc.Sign(grad_scale=0.5).get_config()]
+    assert config["modules"][-1] == ["sign", gc.modules.Sign(grad_scale=0.5).get_config()]
 
 
 def test_inner_opt_modules_run_after_the_geometry_module(scratch_registry):
@@ -137,6 +137,38 @@ def test_inner_opt_normalize_then_momentum_matches_optax(scratch_registry):
     assert again == opt and again.get_config()["modules"][1] == ["toy-momentum", {"beta": 0.5}]
 
 
+def test_inner_opt_adam_matches_optax_on_normalized_gradients():
+    opt = gc.l2_normed(0.05, modules=["adam"])  # declearn's adam: beta_2=0.99, eps=1e-7
+    normalize = optax.stateless(
+        lambda g, _: jax.tree.map(lambda x: x / jnp.linalg.norm(x, axis=-1, keepdims=True), g)
+    )
+    reference = optax.chain(normalize, optax.adam(0.05, b1=0.9, b2=0.99, eps=1e-7))
+    loss = lambda p: jnp.sum(jnp.cos(p["w"]) * p["w"]) + jnp.sum(p["b"] ** 2)  # noqa: E731
+    ours = ref = {"w": jnp.array([[0.5, -1.0, 2.0], [1.5, 0.2, -0.7]]), "b": jnp.array([[0.3, -0.4]])}
+    state, ref_state = opt.init(ours), reference.init(ref)
+    step = jax.jit(opt.apply_gradients)
+    for _ in range(10):
+        ours, state = step(ours, jax.grad(loss)(ours), state)
+        updates, ref_state = reference.update(jax.grad(loss)(ref), ref_state)
+        ref = optax.apply_updates(ref, updates)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert gc.Optimizer.from_config(json.loads(json.dumps(opt.get_config()))) == opt
+
+
+def test_regularizers_and_extra_constraints_are_passed_through():
+    opt = gc.l2_projected(1.0, 2.0, param_ndim=None, regularizers=["ridge"],
+                          constraints=[("clamp-params", {"clamp_min": -0.5})])
+    assert [r.name for r in opt.regularizers] == ["ridge"]
+    assert [c.name for c in opt.constraints] == ["l2-ball", "clamp-params"]
+    # with a zero loss gradient only ridge's (parallel to x) is left: normalized, stepped,
+    # projected on the ball of radius 2, then clamped from below at -0.5
+    x0 = np.array([3.0, -1.0])
+    moved = x0 - x0 / np.linalg.norm(x0)
+    expected = np.maximum(moved * 2.0 / np.linalg.norm(moved), -0.5)
+    np.testing.assert_allclose(step(opt, x0, [0.0, 0.0]), expected, rtol=1e-6)
+
+
 def test_runs_under_jit_on_a_pytree_and_inside_optax():
     params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
     grads = {"w": jnp.arange(6.0).reshape(3, 2), "b": jnp.array([1.0, -1.0])}
@@ -172,7 +204,8 @@ def test_scheduled_learning_rate():
         (lambda: gc.l1q_normed(0.1, q=0.5, dq=-0.2), ValueError, "`dq` must be in"),
         (lambda: gc.frank_wolfe(1.0, lr=2.0, use_default_lr_schedule=False), ValueError, "`lr`"),
         (lambda: gc.l1_normed(-0.1), ValueError, "`lrate` must be a finite number >= 0"),
-        (lambda: gc.l2_normed(0.1, modules="adam"), TypeError, "must be a list of module specs"),
+        (lambda: gc.l2_normed(0.1, modules="adam"), TypeError, "`modules` must be a list of plug-in"),
+        (lambda: gc.signed(0.1, constraints="l2-ball"), TypeError, "`constraints` must be a list"),
         (lambda: gc.signed(0.1, modules=["no-such-module"]), KeyError, "Unknown module name"),
     ],
 )

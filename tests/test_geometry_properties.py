@@ -50,10 +50,10 @@ def apply(tx, g, params=None):
 
 def normalizers(param_ndim):
     return [
-        gc.L1Normalize(param_ndim=param_ndim),
-        gc.L2Normalize(param_ndim=param_ndim),
-        gc.Sign(param_ndim=param_ndim),
-        gc.L1qNormalize(0.4, param_ndim=param_ndim),
+        gc.modules.L1Normalize(param_ndim=param_ndim),
+        gc.modules.L2Normalize(param_ndim=param_ndim),
+        gc.modules.Sign(param_ndim=param_ndim),
+        gc.modules.L1qNormalize(0.4, param_ndim=param_ndim),
     ]
 
 
@@ -61,10 +61,10 @@ def normalizers(param_ndim):
 @given(leaves())
 def test_each_row_of_an_l2_normalized_gradient_has_unit_norm(case):
     g, param_ndim = case
-    out = apply(gc.L2Normalize(param_ndim=param_ndim), g)
+    out = apply(gc.modules.L2Normalize(param_ndim=param_ndim), g)
     norms = np.linalg.norm(reference_rows(out, param_ndim), axis=1)
     np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
-    l1 = apply(gc.L1Normalize(param_ndim=param_ndim), g)
+    l1 = apply(gc.modules.L1Normalize(param_ndim=param_ndim), g)
     np.testing.assert_allclose(np.abs(reference_rows(l1, param_ndim)).sum(axis=1), 1.0, rtol=1e-5)
 
 
@@ -73,14 +73,14 @@ def test_each_row_of_an_l2_normalized_gradient_has_unit_norm(case):
 def test_projections_are_idempotent_and_land_in_the_ball(case, epsilon, spread):
     x, param_ndim = case
     x = jnp.asarray(x * spread)
-    l2 = gc.L2Ball(epsilon, param_ndim=param_ndim)
+    l2 = gc.constraints.L2Ball(epsilon, param_ndim=param_ndim)
     once = l2.project(x)
     assert np.all(np.linalg.norm(reference_rows(once, param_ndim), axis=1) <= epsilon + 1e-6)
     np.testing.assert_allclose(l2.project(once), once, rtol=1e-6, atol=1e-7)
     inside = np.linalg.norm(reference_rows(x, param_ndim), axis=1) <= epsilon
     np.testing.assert_array_equal(reference_rows(once, param_ndim)[inside],
                                   reference_rows(x, param_ndim)[inside])
-    for box in (gc.LinfBall(epsilon), gc.ClampParams(-epsilon, epsilon)):
+    for box in (gc.constraints.LinfBall(epsilon), gc.constraints.ClampParams(-epsilon, epsilon)):
         once = box.project(x)
         assert np.all(np.abs(np.asarray(once)) <= epsilon + 1e-6)
         np.testing.assert_array_equal(box.project(once), once)
@@ -120,7 +120,7 @@ def test_normalizing_transforms_ignore_a_positive_rescaling(case, factor):
         np.testing.assert_allclose(apply(tx, scaled), apply(tx, g), rtol=1e-5, atol=1e-6)
     x = jnp.zeros_like(jnp.asarray(g))
     for lmo in ("l2", "linf", "l1"):
-        fw = gc.FrankWolfe(1.0, lmo=lmo, param_ndim=param_ndim)
+        fw = gc.modules.FrankWolfe(1.0, lmo=lmo, param_ndim=param_ndim)
         np.testing.assert_allclose(apply(fw, scaled, x), apply(fw, g, x), rtol=1e-5, atol=1e-6)
 
 
@@ -157,22 +157,22 @@ def test_a_leading_one_with_minus_one_equals_the_leaf_with_none(case):
         return make(-1), make(None)
 
     pairs = [
-        both(lambda pn: gc.L1Normalize(param_ndim=pn)),
-        both(lambda pn: gc.L2Normalize(param_ndim=pn)),
-        both(lambda pn: gc.Sign(param_ndim=pn)),
-        both(lambda pn: gc.TopQ(0.3, param_ndim=pn)),
-        both(lambda pn: gc.L1qNormalize(0.3, param_ndim=pn)),
-        both(lambda pn: gc.ClampGradient(-0.5, 0.5, param_ndim=pn)),
+        both(lambda pn: gc.modules.L1Normalize(param_ndim=pn)),
+        both(lambda pn: gc.modules.L2Normalize(param_ndim=pn)),
+        both(lambda pn: gc.modules.Sign(param_ndim=pn)),
+        both(lambda pn: gc.modules.TopQ(0.3, param_ndim=pn)),
+        both(lambda pn: gc.modules.L1qNormalize(0.3, param_ndim=pn)),
+        both(lambda pn: gc.modules.ClampGradient(-0.5, 0.5, param_ndim=pn)),
     ]
     for minus_one, none in pairs:
         np.testing.assert_array_equal(apply(minus_one, g[None])[0], apply(none, g))
     for lmo, q in (("l1", None), ("l2", None), ("linf", None), ("l1q", 0.3)):
-        a = gc.FrankWolfe(1.0, lmo=lmo, q=q, param_ndim=-1)
-        b = gc.FrankWolfe(1.0, lmo=lmo, q=q, param_ndim=None)
+        a = gc.modules.FrankWolfe(1.0, lmo=lmo, q=q, param_ndim=-1)
+        b = gc.modules.FrankWolfe(1.0, lmo=lmo, q=q, param_ndim=None)
         np.testing.assert_array_equal(apply(a, g[None], jnp.asarray(x[None]))[0],
                                       apply(b, g, jnp.asarray(x)))
-    np.testing.assert_array_equal(gc.L2Ball(0.5, param_ndim=-1).project(jnp.asarray(g[None]))[0],
-                                  gc.L2Ball(0.5, param_ndim=None).project(jnp.asarray(g)))
+    np.testing.assert_array_equal(gc.constraints.L2Ball(0.5, param_ndim=-1).project(jnp.asarray(g[None]))[0],
+                                  gc.constraints.L2Ball(0.5, param_ndim=None).project(jnp.asarray(g)))
 
 
 # -- descent on x^2 -------------------------------------------------------------------

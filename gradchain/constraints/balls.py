@@ -31,7 +31,7 @@ class L2Ball(Constraint):
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
-        >>> ball = gc.L2Ball(epsilon=1.0)
+        >>> ball = gc.constraints.L2Ball(epsilon=1.0)
         >>> ball.project(jnp.array([[3.0, 4.0], [0.3, 0.4]]))
         Array([[0.6, 0.8],
                [0.3, 0.4]], dtype=float32)
@@ -74,7 +74,7 @@ class LinfBall(Constraint):
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
-        >>> gc.LinfBall(epsilon=1.8).project(jnp.array([-2.0, 1.5]))
+        >>> gc.constraints.LinfBall(epsilon=1.8).project(jnp.array([-2.0, 1.5]))
         Array([-1.8,  1.5], dtype=float32)
 
     References:

@@ -24,7 +24,7 @@ class ClampParams(Constraint):
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
-        >>> opt = gc.Optimizer(1.0, constraints=[gc.ClampParams(clamp_min=0.0)])
+        >>> opt = gc.Optimizer(1.0, constraints=[gc.constraints.ClampParams(clamp_min=0.0)])
         >>> p = jnp.array([0.5, 0.5])
         >>> opt.apply_gradients(p, jnp.array([1.0, -1.0]), opt.init(p))[0]
         Array([0. , 1.5], dtype=float32)

@@ -143,8 +143,9 @@ class Registered:
     # -- configuration -------------------------------------------------------
     @classmethod
     def config_fields(cls) -> tuple[dataclasses.Field, ...]:
-        """The dataclass fields that form the constructor arguments."""
-        return tuple(f for f in dataclasses.fields(cls) if f.init)  # type: ignore[arg-type]
+        """The constructor arguments: positional ones in order, then keyword-only ones."""
+        fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+        return tuple(sorted(fields, key=lambda f: f.kw_only is True))
 
     def get_config(self) -> dict[str, Any]:
         """Every constructor argument, as JSON-compatible values."""

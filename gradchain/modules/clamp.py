@@ -45,7 +45,7 @@ class ClampGradient(RowwiseModule):
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
-        >>> tx = gc.ClampGradient(clamp_min=-1.0, clamp_max=3.0)
+        >>> tx = gc.modules.ClampGradient(clamp_min=-1.0, clamp_max=3.0)
         >>> tx.update(jnp.array([-0.5, 10.0, -7.0]), tx.init(jnp.zeros(3)))[0]
         Array([-0.5,  3. , -1. ], dtype=float32)
 

@@ -76,7 +76,7 @@ class FrankWolfe(Module):
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
-        >>> fw = gc.Optimizer(1.0, modules=[gc.FrankWolfe(1.8, lmo="linf", param_ndim=None)])
+        >>> fw = gc.Optimizer(1.0, modules=[gc.modules.FrankWolfe(1.8, lmo="linf", param_ndim=None)])
         >>> p = jnp.array([1.0, 1.0])
         >>> fw.apply_gradients(p, jnp.array([1.0, 2.0]), fw.init(p))[0]
         Array([-1.8, -1.8], dtype=float32)

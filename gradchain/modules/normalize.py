@@ -29,7 +29,7 @@ class L1Normalize(RowwiseModule):
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
-        >>> tx = gc.L1Normalize(param_ndim=None)
+        >>> tx = gc.modules.L1Normalize(param_ndim=None)
         >>> tx.update(jnp.array([2.0, 2.0]), tx.init(jnp.zeros(2)))[0]
         Array([0.5, 0.5], dtype=float32)
 
@@ -65,7 +65,7 @@ class L2Normalize(RowwiseModule):
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> g = jnp.array([[3.0, 4.0], [0.0, 0.0]])
-        >>> tx = gc.L2Normalize()
+        >>> tx = gc.modules.L2Normalize()
         >>> tx.update(g, tx.init(g))[0]
         Array([[0.6, 0.8],
                [0. , 0. ]], dtype=float32)
@@ -100,7 +100,7 @@ class Sign(RowwiseModule):
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
-        >>> tx = gc.Sign(grad_scale=0.5)
+        >>> tx = gc.modules.Sign(grad_scale=0.5)
         >>> tx.update(jnp.array([-2.0, 0.0, 20.0]), tx.init(jnp.zeros(3)))[0]
         Array([-0.5,  0. ,  0.5], dtype=float32)
 

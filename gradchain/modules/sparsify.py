@@ -155,7 +155,7 @@ class TopQ(_Sparsify):
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
-        >>> tx = gc.TopQ(q=0.5, param_ndim=None)
+        >>> tx = gc.modules.TopQ(q=0.5, param_ndim=None)
         >>> g = jnp.array([[0.5, 1.0], [-2.5, 0.3]])
         >>> tx.update(g, tx.init(g))[0]
         Array([[ 0. ,  1. ],
@@ -191,7 +191,7 @@ class L1qNormalize(_Sparsify):
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
-        >>> tx = gc.L1qNormalize(q=0.5, param_ndim=1)
+        >>> tx = gc.modules.L1qNormalize(q=0.5, param_ndim=1)
         >>> g = jnp.array([-1.0, -2.0, 3.0, 0.5])
         >>> tx.update(g, tx.init(g))[0]
         Array([ 0. , -0.5,  0.5,  0. ], dtype=float32)

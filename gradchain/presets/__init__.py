@@ -1,5 +1,6 @@
 """Ready-made optimizers in optax style (each returns a configurable Optimizer)."""
 
+from gradchain.presets.classic import adagrad, adam, rmsprop, sgd, yogi
 from gradchain.presets.geometry import (
     frank_wolfe,
     l1_normed,
@@ -11,13 +12,18 @@ from gradchain.presets.geometry import (
     top_q,
 )
 
-__all__: list[str] = [
+__all__ = [
+    "adagrad",
+    "adam",
     "frank_wolfe",
     "l1_normed",
     "l1q_normed",
     "l2_normed",
     "l2_projected",
     "linf_projected",
+    "rmsprop",
+    "sgd",
     "signed",
     "top_q",
+    "yogi",
 ]

@@ -33,12 +33,25 @@ __all__ = [
 
 
 def _optimizer(
-    lrate: Any, w_decay: Any, first: Any, modules: Sequence[Any], constraints: Sequence[Any] = ()
+    lrate: Any,
+    w_decay: Any,
+    first: Any,
+    modules: Sequence[Any] | None,
+    regularizers: Any,
+    constraints: Any,
+    projection: Any = None,
 ) -> Optimizer:
-    if isinstance(modules, str):  # a lone name is a common slip for a one-element list
-        raise TypeError(f"`modules` must be a list of module specs, got the string {modules!r}.")
-    extra = () if modules is None else modules
-    return Optimizer(lrate, w_decay, modules=[first, *extra], constraints=list(constraints))
+    for group, specs in (("modules", modules), ("constraints", constraints)):
+        if isinstance(specs, str):  # a lone name is a common slip for a one-element list
+            raise TypeError(f"`{group}` must be a list of plug-in specs, got the string {specs!r}.")
+    ball = [] if projection is None else [projection]
+    return Optimizer(
+        lrate,
+        w_decay,
+        regularizers,
+        modules=[first, *(modules or ())],
+        constraints=[*ball, *(constraints or ())],
+    )
 
 
 def l1_normed(
@@ -50,6 +63,8 @@ def l1_normed(
     div_by_zero_eps: float = TINY,
     w_decay: Any = 0.0,
     modules: Sequence[Any] = (),
+    regularizers: Sequence[Any] = (),
+    constraints: Sequence[Any] = (),
 ) -> Optimizer:
     """Descent along the row-wise L1-normalized gradient: ``p <- p - lrate * g_r / ||g_r||_1``.
 
@@ -60,7 +75,8 @@ def l1_normed(
         div_by_zero_eps: floor of the norm (default: the smallest normal float32).
         w_decay: decoupled weight decay (default 0.0).
         modules: module specs run after the normalization (default none).
-
+        regularizers: regularizer specs run first (default none).
+        constraints: extra constraint specs run last (default none).
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.l1_normed(1.0, param_ndim=None)
@@ -74,7 +90,7 @@ def l1_normed(
     module = L1Normalize(
         div_by_zero_eps, param_ndim=param_ndim, grad_scale=grad_scale, grad_bias=grad_bias
     )
-    return _optimizer(lrate, w_decay, module, modules)
+    return _optimizer(lrate, w_decay, module, modules, regularizers, constraints)
 
 
 def l2_normed(
@@ -86,6 +102,8 @@ def l2_normed(
     div_by_zero_eps: float = TINY,
     w_decay: Any = 0.0,
     modules: Sequence[Any] = (),
+    regularizers: Sequence[Any] = (),
+    constraints: Sequence[Any] = (),
 ) -> Optimizer:
     """Descent along the row-wise L2-normalized gradient: ``p <- p - lrate * g_r / ||g_r||_2``.
 
@@ -97,7 +115,8 @@ def l2_normed(
         div_by_zero_eps: floor of the norm (default: the smallest normal float32).
         w_decay: decoupled weight decay (default 0.0).
         modules: module specs run after the normalization (default none).
-
+        regularizers: regularizer specs run first (default none).
+        constraints: extra constraint specs run last (default none).
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.l2_normed(1.0, param_ndim=None)
@@ -111,7 +130,7 @@ def l2_normed(
     module = L2Normalize(
         div_by_zero_eps, param_ndim=param_ndim, grad_scale=grad_scale, grad_bias=grad_bias
     )
-    return _optimizer(lrate, w_decay, module, modules)
+    return _optimizer(lrate, w_decay, module, modules, regularizers, constraints)
 
 
 def signed(
@@ -122,6 +141,8 @@ def signed(
     grad_bias: float = 0.0,
     w_decay: Any = 0.0,
     modules: Sequence[Any] = (),
+    regularizers: Sequence[Any] = (),
+    constraints: Sequence[Any] = (),
 ) -> Optimizer:
     """Descent along the sign of the gradient (FGSM's step): ``p <- p - lrate * sign(g)``.
 
@@ -131,7 +152,8 @@ def signed(
         grad_scale, grad_bias: affine map after the sign (1.0, 0.0).
         w_decay: decoupled weight decay (default 0.0).
         modules: module specs run after the sign (default none).
-
+        regularizers: regularizer specs run first (default none).
+        constraints: extra constraint specs run last (default none).
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.signed(1.0)
@@ -143,7 +165,7 @@ def signed(
         rai-toolbox's ``SignedGradientOptim``.
     """
     module = Sign(param_ndim=param_ndim, grad_scale=grad_scale, grad_bias=grad_bias)
-    return _optimizer(lrate, w_decay, module, modules)
+    return _optimizer(lrate, w_decay, module, modules, regularizers, constraints)
 
 
 def l1q_normed(
@@ -157,6 +179,8 @@ def l1q_normed(
     grad_bias: float = 0.0,
     w_decay: Any = 0.0,
     modules: Sequence[Any] = (),
+    regularizers: Sequence[Any] = (),
+    constraints: Sequence[Any] = (),
 ) -> Optimizer:
     """Descent along the L1q-normalized gradient (top-q, sign, L1 normalization per row).
 
@@ -169,7 +193,8 @@ def l1q_normed(
         grad_scale, grad_bias: affine map after the normalization (1.0, 0.0).
         w_decay: decoupled weight decay (default 0.0).
         modules: module specs run after the normalization (default none).
-
+        regularizers: regularizer specs run first (default none).
+        constraints: extra constraint specs run last (default none).
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.l1q_normed(1.0, q=0.3, param_ndim=None, grad_scale=1.8)
@@ -183,7 +208,7 @@ def l1q_normed(
     module = L1qNormalize(
         q, dq, seed, param_ndim=param_ndim, grad_scale=grad_scale, grad_bias=grad_bias
     )
-    return _optimizer(lrate, w_decay, module, modules)
+    return _optimizer(lrate, w_decay, module, modules, regularizers, constraints)
 
 
 def top_q(
@@ -197,6 +222,8 @@ def top_q(
     grad_bias: float = 0.0,
     w_decay: Any = 0.0,
     modules: Sequence[Any] = (),
+    regularizers: Sequence[Any] = (),
+    constraints: Sequence[Any] = (),
 ) -> Optimizer:
     """Descent along the largest-magnitude ``1 - q`` of each row of the gradient.
 
@@ -209,7 +236,8 @@ def top_q(
         grad_scale, grad_bias: affine map after the sparsification (1.0, 0.0).
         w_decay: decoupled weight decay (default 0.0).
         modules: module specs run after the sparsification (default none).
-
+        regularizers: regularizer specs run first (default none).
+        constraints: extra constraint specs run last (default none).
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.top_q(1.0, q=0.5, param_ndim=None)
@@ -221,7 +249,7 @@ def top_q(
         rai-toolbox's ``TopQGradientOptimizer``.
     """
     module = TopQ(q, dq, seed, param_ndim=param_ndim, grad_scale=grad_scale, grad_bias=grad_bias)
-    return _optimizer(lrate, w_decay, module, modules)
+    return _optimizer(lrate, w_decay, module, modules, regularizers, constraints)
 
 
 def l2_projected(
@@ -234,6 +262,8 @@ def l2_projected(
     div_by_zero_eps: float = TINY,
     w_decay: Any = 0.0,
     modules: Sequence[Any] = (),
+    regularizers: Sequence[Any] = (),
+    constraints: Sequence[Any] = (),
 ) -> Optimizer:
     """PGD in L2: an L2-normalized step, then each row projected onto the ball of radius epsilon.
 
@@ -248,7 +278,8 @@ def l2_projected(
         div_by_zero_eps: floor of the norm (default: the smallest normal float32).
         w_decay: decoupled weight decay (default 0.0).
         modules: module specs run after the normalization (default none).
-
+        regularizers: regularizer specs run first (default none).
+        constraints: extra constraint specs run last (default none).
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.l2_projected(1.0, epsilon=0.8, param_ndim=None)
@@ -262,7 +293,9 @@ def l2_projected(
     module = L2Normalize(
         div_by_zero_eps, param_ndim=param_ndim, grad_scale=grad_scale, grad_bias=grad_bias
     )
-    return _optimizer(lrate, w_decay, module, modules, [L2Ball(epsilon, param_ndim)])
+    return _optimizer(
+        lrate, w_decay, module, modules, regularizers, constraints, L2Ball(epsilon, param_ndim)
+    )
 
 
 def linf_projected(
@@ -274,6 +307,8 @@ def linf_projected(
     grad_bias: float = 0.0,
     w_decay: Any = 0.0,
     modules: Sequence[Any] = (),
+    regularizers: Sequence[Any] = (),
+    constraints: Sequence[Any] = (),
 ) -> Optimizer:
     """PGD in L-infinity: a signed step, then a clip to the ball of radius epsilon.
 
@@ -287,7 +322,8 @@ def linf_projected(
         grad_scale, grad_bias: affine map after the sign (1.0, 0.0).
         w_decay: decoupled weight decay (default 0.0).
         modules: module specs run after the sign (default none).
-
+        regularizers: regularizer specs run first (default none).
+        constraints: extra constraint specs run last (default none).
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.linf_projected(1.0, epsilon=1.8)
@@ -299,7 +335,9 @@ def linf_projected(
         rai-toolbox's ``LinfProjectedOptim``; Madry et al. (2018).
     """
     module = Sign(param_ndim=param_ndim, grad_scale=grad_scale, grad_bias=grad_bias)
-    return _optimizer(lrate, w_decay, module, modules, [LinfBall(epsilon)])
+    return _optimizer(
+        lrate, w_decay, module, modules, regularizers, constraints, LinfBall(epsilon)
+    )
 
 
 def frank_wolfe(
@@ -314,6 +352,8 @@ def frank_wolfe(
     seed: int | None = None,
     div_by_zero_eps: float = TINY,
     modules: Sequence[Any] = (),
+    regularizers: Sequence[Any] = (),
+    constraints: Sequence[Any] = (),
 ) -> Optimizer:
     """Frank-Wolfe over the ball of radius epsilon: ``p <- (1 - alpha_k) p + alpha_k eps s``.
 
@@ -333,7 +373,8 @@ def frank_wolfe(
         seed: seed of the ``q'`` draws (default None: fresh OS entropy).
         div_by_zero_eps: floor of the L2 norm (default: the smallest normal float32).
         modules: module specs run after the Frank-Wolfe module (default none).
-
+        regularizers: regularizer specs run first (default none).
+        constraints: extra constraint specs run last (default none).
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.frank_wolfe(1.8, lmo="l1", param_ndim=None)
@@ -347,4 +388,4 @@ def frank_wolfe(
     module = FrankWolfe(
         epsilon, lmo, lr, use_default_lr_schedule, param_ndim, q, dq, seed, div_by_zero_eps
     )
-    return _optimizer(1.0, 0.0, module, modules)
+    return _optimizer(1.0, 0.0, module, modules, regularizers, constraints)

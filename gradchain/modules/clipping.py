@@ -1,0 +1,90 @@
+"""L2-norm clipping of the gradients: per tensor, or of the whole tree at once."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from gradchain.core.transform import EmptyState, Module
+from gradchain.core.tree import PyTree, global_norm, map_leaves
+from gradchain.core.validation import check_number
+from gradchain.modules.moments import compute_dtype
+
+__all__ = ["L2Clipping", "L2GlobalClipping", "clip_factor"]
+
+
+def clip_factor(norm: jax.Array, max_norm: float | jax.Array) -> jax.Array:
+    """``min(1, max_norm / norm)``, written so that a zero norm gives exactly 1."""
+    return max_norm / jnp.maximum(norm, max_norm)
+
+
+def _scaled(g: jax.Array, factor: jax.Array) -> jax.Array:
+    return (g.astype(compute_dtype(g.dtype)) * factor).astype(g.dtype)
+
+
+class L2Clipping(Module):
+    """Clip each tensor (leaf) to an L2 norm of at most ``max_norm``.
+
+    .. math::
+        g_k \\leftarrow g_k \\cdot \\min\\left(1, \\frac{max\\_norm}{\\lVert g_k \\rVert_2}\\right)
+        \\quad\\text{for every leaf } k
+
+    Args:
+        max_norm: the largest L2 norm a leaf may keep, > 0 (default 1.0).
+
+    Example:
+        >>> import jax.numpy as jnp, gradchain as gc
+        >>> mod = gc.modules.L2Clipping(max_norm=1.0)
+        >>> out, _ = mod.update({"a": jnp.array([3.0, 4.0]), "b": jnp.array([0.1])}, mod.init(None))
+        >>> out["a"], out["b"]
+        (Array([0.6, 0.8], dtype=float32), Array([0.1], dtype=float32))
+    """
+
+    name: ClassVar[str] = "l2-clipping"
+
+    max_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_number(self, "max_norm", low=0.0, low_open=True)
+
+    def update(
+        self, updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra: Any
+    ) -> tuple[PyTree, EmptyState]:
+        def leaf(g: jax.Array) -> jax.Array:
+            g32 = g.astype(compute_dtype(g.dtype))
+            return _scaled(g, clip_factor(jnp.sqrt(jnp.sum(g32 * g32)), self.max_norm))
+
+        return map_leaves(leaf, updates), state
+
+
+class L2GlobalClipping(Module):
+    """Clip the whole gradient tree to a global L2 norm of at most ``max_norm``.
+
+    .. math::
+        g \\leftarrow g \\cdot \\min\\left(1, \\frac{max\\_norm}{\\sqrt{\\sum_k \\lVert g_k \\rVert_2^2}}\\right)
+
+    Args:
+        max_norm: the largest global L2 norm, > 0 (default 1.0).
+
+    Example:
+        >>> import jax.numpy as jnp, gradchain as gc
+        >>> mod = gc.modules.L2GlobalClipping(max_norm=1.0)
+        >>> out, _ = mod.update({"a": jnp.array([3.0, 4.0]), "b": jnp.array([0.0])}, mod.init(None))
+        >>> out["a"], out["b"]
+        (Array([0.6, 0.8], dtype=float32), Array([0.], dtype=float32))
+    """
+
+    name: ClassVar[str] = "l2-global-clipping"
+
+    max_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_number(self, "max_norm", low=0.0, low_open=True)
+
+    def update(
+        self, updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra: Any
+    ) -> tuple[PyTree, EmptyState]:
+        factor = clip_factor(global_norm(updates), self.max_norm)
+        return map_leaves(lambda g: _scaled(g, factor), updates), state
