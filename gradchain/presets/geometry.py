@@ -76,7 +76,8 @@ def l1_normed(
         w_decay: decoupled weight decay (default 0.0).
         modules: module specs run after the normalization (default none).
         regularizers: regularizer specs run first (default none).
-        constraints: extra constraint specs run last (default none).
+        constraints: constraint specs run last (after the ball, if any; default none).
+
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.l1_normed(1.0, param_ndim=None)
@@ -116,7 +117,8 @@ def l2_normed(
         w_decay: decoupled weight decay (default 0.0).
         modules: module specs run after the normalization (default none).
         regularizers: regularizer specs run first (default none).
-        constraints: extra constraint specs run last (default none).
+        constraints: constraint specs run last (after the ball, if any; default none).
+
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.l2_normed(1.0, param_ndim=None)
@@ -153,7 +155,8 @@ def signed(
         w_decay: decoupled weight decay (default 0.0).
         modules: module specs run after the sign (default none).
         regularizers: regularizer specs run first (default none).
-        constraints: extra constraint specs run last (default none).
+        constraints: constraint specs run last (after the ball, if any; default none).
+
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.signed(1.0)
@@ -194,7 +197,8 @@ def l1q_normed(
         w_decay: decoupled weight decay (default 0.0).
         modules: module specs run after the normalization (default none).
         regularizers: regularizer specs run first (default none).
-        constraints: extra constraint specs run last (default none).
+        constraints: constraint specs run last (after the ball, if any; default none).
+
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.l1q_normed(1.0, q=0.3, param_ndim=None, grad_scale=1.8)
@@ -237,7 +241,8 @@ def top_q(
         w_decay: decoupled weight decay (default 0.0).
         modules: module specs run after the sparsification (default none).
         regularizers: regularizer specs run first (default none).
-        constraints: extra constraint specs run last (default none).
+        constraints: constraint specs run last (after the ball, if any; default none).
+
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.top_q(1.0, q=0.5, param_ndim=None)
@@ -279,7 +284,8 @@ def l2_projected(
         w_decay: decoupled weight decay (default 0.0).
         modules: module specs run after the normalization (default none).
         regularizers: regularizer specs run first (default none).
-        constraints: extra constraint specs run last (default none).
+        constraints: constraint specs run last (after the ball, if any; default none).
+
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.l2_projected(1.0, epsilon=0.8, param_ndim=None)
@@ -323,7 +329,8 @@ def linf_projected(
         w_decay: decoupled weight decay (default 0.0).
         modules: module specs run after the sign (default none).
         regularizers: regularizer specs run first (default none).
-        constraints: extra constraint specs run last (default none).
+        constraints: constraint specs run last (after the ball, if any; default none).
+
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.linf_projected(1.0, epsilon=1.8)
@@ -374,7 +381,8 @@ def frank_wolfe(
         div_by_zero_eps: floor of the L2 norm (default: the smallest normal float32).
         modules: module specs run after the Frank-Wolfe module (default none).
         regularizers: regularizer specs run first (default none).
-        constraints: extra constraint specs run last (default none).
+        constraints: constraint specs run last (after the ball, if any; default none).
+
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.frank_wolfe(1.8, lmo="l1", param_ndim=None)
