@@ -17,7 +17,13 @@ Example:
     Array([ 0.8, -1.6], dtype=float32)
 """
 
-from gradchain import constraints, modules, presets, regularizers  # registers the catalog
+from gradchain import (  # registers the catalog
+    constraints,
+    federated,
+    modules,
+    presets,
+    regularizers,
+)
 from gradchain.core import (
     Chain,
     Constraint,
@@ -36,6 +42,7 @@ from gradchain.core import (
     tree_scale,
     zeros_like,
 )
+from gradchain.federated import aggregate_aux_vars
 from gradchain.fisher import consolidate, fisher_diagonal
 from gradchain.optimizer import Optimizer
 from gradchain.presets import (
@@ -91,9 +98,11 @@ __all__ = [
     "__version__",
     "adagrad",
     "adam",
+    "aggregate_aux_vars",
     "apply_updates",
     "chain",
     "constraints",
+    "federated",
     "fisher_diagonal",
     "check_same_structure",
     "consolidate",

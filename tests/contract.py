@@ -89,6 +89,18 @@ def check_jit_update_preserves_specs(tx, params, grads) -> None:
         assert bool(jnp.all(jnp.isfinite(leaf.astype(jnp.float32)))), "non-finite update"
 
 
+def check_state_can_be_donated(tx, params, grads) -> None:
+    """No buffer appears twice in a state (donating it would fail), and a donated step runs."""
+    for state in (tx.init(params), in_optimizer(tx).init(params)):
+        leaves = [x for x in jax.tree.leaves(state) if isinstance(x, jax.Array)]
+        assert len({id(x) for x in leaves}) == len(leaves), "the state holds one buffer twice"
+    opt = in_optimizer(tx)
+    step = jax.jit(opt.update, donate_argnums=(1,))
+    _, state = step(grads, opt.init(params), params)
+    _, state = step(grads, state, params)
+    assert int(state["descent"].step) == 2
+
+
 def check_extra_args_ignored(tx, params, grads) -> None:
     state = tx.init(params)
     plain = tx.update(grads, state, params)
@@ -171,6 +183,7 @@ def check_aux_hooks(tx, params, grads) -> None:
 
 ALL_CHECKS = [
     check_jit_update_preserves_specs,
+    check_state_can_be_donated,
     check_extra_args_ignored,
     check_state_round_trip,
     check_optax_and_flax_interop,

@@ -83,3 +83,18 @@ def test_a_python_side_effect_breaking_vmap_is_caught(scratch_registry):
     params = {"w": jnp.arange(4.0)}
     with pytest.raises(AssertionError):
         contract.check_vmap_matches_loop(Impure(), params, params)
+
+
+def test_a_state_holding_one_buffer_twice_is_caught(scratch_registry):
+    class Aliased(gc.Module):
+        name = "toy-aliased"
+
+        def init(self, params):
+            zeros = gc.zeros_like(params)
+            return {"m": zeros, "v": zeros}  # cannot be donated
+
+        def update(self, updates, state, params=None, **extra):
+            return updates, state
+
+    with pytest.raises(AssertionError, match="holds one buffer twice"):
+        contract.check_state_can_be_donated(Aliased(), mixed_params(0), mixed_params(1))

@@ -87,8 +87,11 @@ class Descent(Transform, register=False):
         return isinstance(self.w_decay, Scheduler) or self.w_decay != 0.0
 
     def init(self, params: PyTree) -> DescentState:
-        zero = jnp.zeros((), jnp.int32)
-        return DescentState(zero, zero, _init_rate(self.lrate), _init_rate(self.w_decay))
+        # distinct buffers: a donated state must not hold the same array twice
+        return DescentState(
+            jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32),
+            _init_rate(self.lrate), _init_rate(self.w_decay),
+        )
 
     def rates(self, state: DescentState) -> tuple[jax.Array, jax.Array]:
         """The (learning rate, weight decay) of the next update, float32 scalars."""

@@ -7,6 +7,7 @@ from gradchain.modules.frank_wolfe import FrankWolfe
 from gradchain.modules.momentum import EWMA, Momentum, YogiMomentum
 from gradchain.modules.noise import GaussianNoise
 from gradchain.modules.normalize import L1Normalize, L2Normalize, Sign
+from gradchain.modules.scaffold import ScaffoldClient, ScaffoldServer
 from gradchain.modules.sparsify import L1qNormalize, TopQ
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "L2Normalize",
     "Momentum",
     "RMSProp",
+    "ScaffoldClient",
+    "ScaffoldServer",
     "Sign",
     "TopQ",
     "Yogi",

@@ -1,0 +1,31 @@
+"""Federated learning: aggregation, FedOpt server optimizers, vmapped client simulation.
+
+SCAFFOLD's plug-ins live with the other modules (``scaffold-client``,
+``scaffold-server``) and FedProx with the regularizers (``fedprox``).
+"""
+
+from gradchain.federated.aggregation import (
+    aggregate_aux_vars,
+    pseudo_gradient,
+    sum_over_clients,
+    weighted_mean,
+)
+from gradchain.federated.data import split_by_label, split_iid
+from gradchain.federated.server import fedadam, fedavg, fedavgm, fedyogi
+from gradchain.federated.simulation import ClientData, FederatedSimulation, SimulationState
+
+__all__ = [
+    "ClientData",
+    "FederatedSimulation",
+    "SimulationState",
+    "aggregate_aux_vars",
+    "fedadam",
+    "fedavg",
+    "fedavgm",
+    "fedyogi",
+    "pseudo_gradient",
+    "split_by_label",
+    "split_iid",
+    "sum_over_clients",
+    "weighted_mean",
+]

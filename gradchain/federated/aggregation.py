@@ -1,0 +1,96 @@
+"""Server-side aggregation: summing auxiliary variables, averaging client updates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from gradchain.core.tree import PyTree, check_same_structure
+
+__all__ = ["aggregate_aux_vars", "pseudo_gradient", "sum_over_clients", "weighted_mean"]
+
+
+def aggregate_aux_vars(messages: Sequence[Mapping[str, PyTree]]) -> dict[str, PyTree]:
+    """Sum the auxiliary variables of several clients (the server-side aggregation).
+
+    Every message must hold the same aux names and pytree structures (arrays
+    only); the sum is what the server's ``process_aux_var`` expects. Because
+    nothing but addition is needed, the same result can come from secure
+    aggregation.
+
+    Args:
+        messages: ``[{aux_name: pytree}, ...]``, one per client (at least one).
+
+    Raises:
+        ValueError: no message, or two messages differ in structure or shapes
+            (the first differing path is named).
+
+    Example:
+        >>> import jax.numpy as jnp, gradchain as gc
+        >>> a = {"scaffold": {"delta": jnp.array([1.0, 2.0]), "clients": jnp.array(1)}}
+        >>> b = {"scaffold": {"delta": jnp.array([3.0, 4.0]), "clients": jnp.array(0)}}
+        >>> gc.aggregate_aux_vars([a, b])["scaffold"]["delta"]
+        Array([4., 6.], dtype=float32)
+    """
+    messages = list(messages)
+    if not messages:
+        raise ValueError("aggregate_aux_vars needs at least one message.")
+    first = messages[0]
+    for i, other in enumerate(messages[1:], start=1):
+        check_same_structure(first, other, "message 0", f"message {i}")
+    return jax.tree.map(lambda *xs: sum(xs[1:], xs[0]), *messages)
+
+
+def sum_over_clients(stacked: PyTree, mask: jax.Array | None = None) -> PyTree:
+    """Sum messages stacked along a leading client axis (as ``vmap`` returns them).
+
+    Args:
+        stacked: a pytree whose leaves have a leading client axis.
+        mask: optional boolean (or 0/1) vector over clients; masked-out
+            clients contribute nothing.
+    """
+
+    def total(x: jax.Array) -> jax.Array:
+        if mask is None:
+            return jnp.sum(x, axis=0)
+        weight = jnp.reshape(mask, (-1,) + (1,) * (x.ndim - 1)).astype(x.dtype)
+        return jnp.sum(x * weight, axis=0)
+
+    return jax.tree.map(total, stacked)
+
+
+def weighted_mean(stacked: PyTree, weights: jax.Array) -> PyTree:
+    """The ``weights``-weighted mean over a leading client axis (0 if all weights are 0).
+
+    Example:
+        >>> import jax.numpy as jnp, gradchain as gc
+        >>> gc.federated.weighted_mean(jnp.array([[0.0], [3.0]]), jnp.array([1.0, 2.0]))
+        Array([2.], dtype=float32)
+    """
+    weights = jnp.asarray(weights, jnp.float32)
+    total = jnp.sum(weights)
+    scale = jnp.where(total > 0, 1.0 / jnp.where(total > 0, total, 1.0), 0.0)
+
+    def mean(x: jax.Array) -> jax.Array:
+        w = jnp.reshape(weights, (-1,) + (1,) * (x.ndim - 1))
+        return (jnp.sum(x.astype(jnp.promote_types(x.dtype, jnp.float32)) * w, axis=0) * scale).astype(x.dtype)
+
+    return jax.tree.map(mean, stacked)
+
+
+def pseudo_gradient(global_params: PyTree, client_params: PyTree, weights: jax.Array) -> PyTree:
+    """FedOpt's pseudo-gradient: ``global - weighted mean of the clients' params``.
+
+    A server Optimizer with ``lrate=1.0`` and no module applied to it lands
+    exactly on the weighted mean (FedAvg); with momentum, adam or yogi modules
+    it is FedAvgM, FedAdam or FedYogi. Clients with weight 0 (absent this
+    round) do not count; with no client at all the pseudo-gradient is 0.
+    """
+    weights = jnp.asarray(weights, jnp.float32)
+    mean = weighted_mean(client_params, weights)
+    present = jnp.sum(weights) > 0
+    return jax.tree.map(
+        lambda g, m: jnp.where(present, g - m, jnp.zeros_like(g)).astype(g.dtype), global_params, mean
+    )
