@@ -47,7 +47,21 @@ from gradchain.core import (
 from gradchain.federated import aggregate_aux_vars
 from gradchain.fisher import consolidate, fisher_diagonal
 from gradchain.optimizer import Optimizer
-from gradchain.presets import adagrad, adam, rmsprop, sgd, yogi
+from gradchain.presets import (
+    adagrad,
+    adam,
+    frank_wolfe,
+    l1_normed,
+    l1q_normed,
+    l2_normed,
+    l2_projected,
+    linf_projected,
+    rmsprop,
+    sgd,
+    signed,
+    top_q,
+    yogi,
+)
 from gradchain.schedules import Scheduler
 
 __version__ = "0.1.0"
@@ -95,7 +109,13 @@ __all__ = [
     "fisher_diagonal",
     "check_same_structure",
     "consolidate",
+    "frank_wolfe",
     "global_norm",
+    "l1_normed",
+    "l1q_normed",
+    "l2_normed",
+    "l2_projected",
+    "linf_projected",
     "list_constraints",
     "list_modules",
     "list_regularizers",
@@ -109,6 +129,8 @@ __all__ = [
     "regularizers",
     "rmsprop",
     "sgd",
+    "signed",
+    "top_q",
     "tree_scale",
     "yogi",
     "zeros_like",
