@@ -24,6 +24,7 @@ from gradchain import (  # registers the catalog
     presets,
     regularizers,
 )
+from gradchain.constraints import ClampParams, L2Ball, LinfBall
 from gradchain.core import (
     Chain,
     Constraint,
@@ -46,6 +47,27 @@ from gradchain.core import (
 )
 from gradchain.federated import aggregate_aux_vars
 from gradchain.fisher import consolidate, fisher_diagonal
+from gradchain.modules import (
+    EWMA,
+    AdaGrad,
+    Adam,
+    ClampGradient,
+    FrankWolfe,
+    GaussianNoise,
+    L1Normalize,
+    L1qNormalize,
+    L2Clipping,
+    L2GlobalClipping,
+    L2Normalize,
+    Momentum,
+    RMSProp,
+    ScaffoldClient,
+    ScaffoldServer,
+    Sign,
+    TopQ,
+    Yogi,
+    YogiMomentum,
+)
 from gradchain.optimizer import Optimizer
 from gradchain.presets import (
     adagrad,
@@ -62,6 +84,7 @@ from gradchain.presets import (
     top_q,
     yogi,
 )
+from gradchain.regularizers import FedProx, Lasso, ParameterChange, Ridge
 from gradchain.schedules import Scheduler
 
 __version__ = "0.1.0"
@@ -88,27 +111,53 @@ def list_schedulers() -> dict[str, type]:
 
 
 __all__ = [
+    "AdaGrad",
+    "Adam",
     "Chain",
+    "ClampGradient",
+    "ClampParams",
     "Constraint",
+    "EWMA",
     "EmptyState",
+    "FedProx",
+    "FrankWolfe",
+    "GaussianNoise",
+    "L1Normalize",
+    "L1qNormalize",
+    "L2Ball",
+    "L2Clipping",
+    "L2GlobalClipping",
+    "L2Normalize",
+    "Lasso",
+    "LinfBall",
     "Module",
+    "Momentum",
     "Optimizer",
     "Packed",
+    "ParameterChange",
+    "RMSProp",
     "Registry",
     "Regularizer",
+    "Ridge",
+    "ScaffoldClient",
+    "ScaffoldServer",
     "Scheduler",
+    "Sign",
+    "TopQ",
     "Transform",
+    "Yogi",
+    "YogiMomentum",
     "__version__",
     "adagrad",
     "adam",
     "aggregate_aux_vars",
     "apply_updates",
     "chain",
+    "check_same_structure",
+    "consolidate",
     "constraints",
     "federated",
     "fisher_diagonal",
-    "check_same_structure",
-    "consolidate",
     "frank_wolfe",
     "global_norm",
     "l1_normed",

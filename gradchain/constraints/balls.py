@@ -83,6 +83,7 @@ class LinfBall(Constraint):
     """
 
     name = "linf-ball"
+    packable: ClassVar[bool] = True
     example_config: ClassVar[dict] = {"epsilon": 1.0}
 
     epsilon: float

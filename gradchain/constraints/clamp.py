@@ -34,6 +34,7 @@ class ClampParams(Constraint):
     """
 
     name = "clamp-params"
+    packable: ClassVar[bool] = True
     example_config: ClassVar[dict] = {"clamp_min": -0.5, "clamp_max": 0.5}
 
     clamp_min: float | None = None
