@@ -14,11 +14,18 @@ $(VENV)/.test-deps: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.demo-deps: pyproject.toml | $(PY)
-	$(PY) -m pip install -e '.'
+	$(PY) -m pip install -e '.[examples]'
+	touch $@
+
+$(VENV)/.bench-deps: pyproject.toml | $(PY)
+	$(PY) -m pip install -e '.[bench]'
 	touch $@
 
 demo: $(VENV)/.demo-deps
 	$(PY) -m gradchain demo
+
+bench: $(VENV)/.bench-deps
+	$(PY) -m gradchain bench --out benchmarks/results
 
 lint: $(VENV)/.test-deps
 	$(PY) -m ruff check .
