@@ -1,0 +1,96 @@
+"""The `gradchain` command: list, validate, train, demo, bench, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import gradchain as gc
+from gradchain.cli import main
+
+
+def run(*args):
+    """Run `python -m gradchain ...` in a subprocess (as a user would)."""
+    return subprocess.run([sys.executable, "-m", "gradchain", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_list_shows_every_registered_name_with_its_arguments(capsys):
+    assert main(["list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    for family, registered in (("modules", gc.list_modules()), ("regularizers", gc.list_regularizers()),
+                               ("constraints", gc.list_constraints()), ("schedulers", gc.list_schedulers())):
+        assert set(listed[family]) == set(registered)
+    assert listed["modules"]["adam"]["arguments"]["beta_2"] == 0.99
+    assert listed["constraints"]["l2-ball"]["arguments"]["epsilon"] == "(required)"
+    assert main(["list"]) == 0
+    text = capsys.readouterr().out
+    assert "adam(beta_1=0.9, beta_2=0.99" in text and "cosine-annealing(base, max_lr, duration" in text
+
+
+def test_validate_accepts_a_declearn_config(tmp_path, capsys):
+    path = tmp_path / "opt.json"
+    path.write_text(json.dumps({"lrate": 0.01, "regularizers": [["fedprox", {"alpha": 0.01}]],
+                                "modules": [["scaffold-client", {}], ["adam", {"amsgrad": True}]]}))
+    assert main(["validate", str(path)]) == 0
+    assert "valid Optimizer config (3 plug-ins: fedprox, scaffold-client, adam)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"lrate": 0.1, "modules": [["adamm", {}]]}', "Unknown module name 'adamm'"),
+    ('{"lrate": -1}', "`lrate` must be a finite number >= 0"),
+    ('{"lrate": 0.1,', "is not valid JSON"),
+    ('[1, 2]', "An Optimizer config must be a dict"),
+    ('{"lrate": 0.1, "modules": [["adam", {"beta_1": 2}]]}', "'adam': `beta_1` must be in"),
+    ('{"lrate": 0.1, "modules": [["adam", {"betta": 2}]]}', "Unknown argument(s) ['betta']"),
+])
+def test_bad_configs_get_one_line_and_exit_code_2(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    for command in ("validate", "train"):
+        result = run(command, str(path))
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("gradchain: error:") and message in lines[0]
+        assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file(capsys):
+    assert main(["validate", "/nonexistent/opt.json"]) == 2
+    assert "cannot read /nonexistent/opt.json" in capsys.readouterr().err
+
+
+def test_train_writes_metrics_and_a_plot(tmp_path):
+    config = tmp_path / "opt.json"
+    config.write_text(json.dumps({"lrate": 0.01, "modules": ["adam"]}))
+    assert main(["train", str(config), "--epochs", "2", "--batch-size", "128", "--out", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert len(metrics["losses"]) == 2 and metrics["losses"][1] < metrics["losses"][0]
+    assert metrics["test_accuracy"] > 0.5
+    assert (tmp_path / "out" / "loss.png").stat().st_size > 1000
+    assert main(["train", str(config), "--epochs", "0"]) == 2
+
+
+def test_demo_runs_and_saves_the_loss_plot(tmp_path):
+    result = run("demo", "--epochs", "2", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "test acc" in result.stdout and "compile s" in result.stdout
+    assert (tmp_path / "demo_loss.png").stat().st_size > 1000
+    configs = json.loads((tmp_path / "demo_configs.json").read_text())
+    assert all(gc.Optimizer.from_config(c) for c in configs.values())
+
+
+def test_bench_smoke_run_writes_json_markdown_and_png(tmp_path):
+    result = run("bench", "--quick", "--no-declearn", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "bench.json").read_text())
+    cases = {row["case"] for row in report["updates"]["rows"]}
+    assert cases == {"adam", "clip+adamw", "declearn pipeline"}
+    assert all(v < 1e-5 for v in report["updates"]["max_relative_difference_vs_optax"].values())
+    ratio = report["state_bytes"]["gradchain adam (bf16 moments)"] / report["state_bytes"]["gradchain adam (f32 moments)"]
+    assert abs(ratio - 0.5) < 1e-3
+    assert report["declearn"] == {"available": False, "reason": "skipped (--no-declearn)"}
+    assert "## Targets" in (tmp_path / "bench.md").read_text()
+    assert (tmp_path / "bench.png").stat().st_size > 1000
