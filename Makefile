@@ -31,7 +31,7 @@ lint: $(VENV)/.test-deps
 	$(PY) -m ruff check .
 
 test: $(VENV)/.test-deps lint
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q tests gradchain --nbmake notebooks
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

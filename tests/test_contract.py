@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 
-import contract
 import jax
 import jax.numpy as jnp
 import pytest
 from helpers import mixed_params
 
 import gradchain as gc
+from gradchain import testing as contract
 
 CLASSES = contract.registered_classes()
 IDS = [name for name, _ in CLASSES]

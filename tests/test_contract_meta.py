@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contract
 import jax
 import jax.numpy as jnp
 import pytest
@@ -10,6 +9,7 @@ import toy_plugins
 from helpers import mixed_params
 
 import gradchain as gc
+from gradchain import testing as contract
 
 
 def test_well_behaved_toys_pass_every_check(scratch_registry):

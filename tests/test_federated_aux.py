@@ -110,3 +110,13 @@ def test_fedadam_follows_adam_on_the_pseudo_gradient():
     updates, _ = server.update(g, server.init(g))
     expected = -0.1 * np.array([0.5, -2.0]) / (np.abs([0.5, -2.0]) + 1e-3)
     np.testing.assert_allclose(updates["w"], expected, rtol=1e-5)
+
+
+def test_stack_clients_builds_the_client_axis_and_names_mismatches():
+    stacked = gc.federated.stack_clients([PARAMS, PARAMS, PARAMS])
+    assert stacked["dense"]["w"].shape == (3, 2, 3)
+    other = {"dense": {"w": jnp.ones((2, 3)), "b": jnp.zeros(4)}}
+    with pytest.raises(ValueError, match=r"Shape mismatch at \['dense'\]\['b'\]: client 0"):
+        gc.federated.stack_clients([PARAMS, other])
+    with pytest.raises(ValueError, match="at least one tree"):
+        gc.federated.stack_clients([])

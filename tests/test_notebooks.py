@@ -20,7 +20,7 @@ def test_the_notebooks_are_there():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_valid_nbformat_v4(path):
-    nbformat = pytest.importorskip("nbformat")
+    import nbformat
     notebook = nbformat.read(path, as_version=nbformat.NO_CONVERT)
     assert notebook.nbformat == 4, f"{path.name}: nbformat {notebook.nbformat}, expected 4"
     nbformat.validate(notebook)

@@ -97,6 +97,10 @@ class Registry(Mapping[str, type]):
         """A copy of the registry as a plain dict."""
         return dict(self._classes)
 
+    def restore(self, snapshot: dict[str, type]) -> None:
+        """Put back the registrations of a :meth:`snapshot` (forgetting later ones)."""
+        self._classes = dict(snapshot)
+
 
 def _same_definition(old: type, new: type) -> bool:
     # Re-running a cell in a notebook (or reloading a module) defines the same

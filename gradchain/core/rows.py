@@ -38,11 +38,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradchain.core.tree import PyTree, path_str
+from gradchain.core.tree import PyTree, compute_dtype, path_str
 
 __all__ = [
     "check_param_ndim",
-    "compute_dtype",
     "map_rows",
     "row_l1_norm",
     "row_l2_norm",
@@ -110,11 +109,6 @@ def check_param_ndim(tree: PyTree, param_ndim: int | None, owner: Any = None) ->
         row_ndim(jnp.shape(leaf), param_ndim, path, owner)
 
 
-def compute_dtype(dtype: Any) -> Any:
-    """The dtype row-wise math runs in: float32 for low-precision leaves, else their own."""
-    return jnp.promote_types(dtype, jnp.float32)
-
-
 def map_rows(
     fn: Callable[..., jax.Array],
     param_ndim: int | None,
@@ -128,7 +122,7 @@ def map_rows(
     ``fn(rows, *rest_rows, *extra)`` gets the rows of the leaf, the rows of the
     matching leaves of ``rest`` (trees with ``tree``'s structure and shapes,
     e.g. the params) and, when ``per_leaf`` is given, ``per_leaf[i]`` for the
-    ``i``-th leaf (in flattening order). Rows are in :func:`compute_dtype`; the
+    ``i``-th leaf (in flattening order). Rows are in :func:`gradchain.core.tree.compute_dtype`; the
     ``(N, D)`` result is reshaped and cast back to the leaf's shape and dtype.
 
     Raises:

@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = [
     "apply_updates",
+    "compute_dtype",
     "check_same_structure",
     "global_norm",
     "map_leaves",
@@ -113,6 +114,15 @@ def map_leaves_multi(
     if not outs:
         return tuple(treedef.unflatten([]) for _ in range(n_out))
     return tuple(treedef.unflatten(list(col)) for col in zip(*outs))
+
+
+def compute_dtype(*dtypes: Any) -> jnp.dtype:
+    """The dtype to compute in: the widest of ``dtypes``, at least float32.
+
+    Modules compute moments and norms in it and cast results back, so bf16 or
+    f16 leaves do not lose the precision of their hyper-parameters.
+    """
+    return jnp.result_type(jnp.float32, *dtypes)
 
 
 def zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:

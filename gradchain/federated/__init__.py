@@ -7,6 +7,7 @@ SCAFFOLD's plug-ins live with the other modules (``scaffold-client``,
 from gradchain.federated.aggregation import (
     aggregate_aux_vars,
     pseudo_gradient,
+    stack_clients,
     sum_over_clients,
     weighted_mean,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "pseudo_gradient",
     "split_by_label",
     "split_iid",
+    "stack_clients",
     "sum_over_clients",
     "weighted_mean",
 ]

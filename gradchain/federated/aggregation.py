@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from gradchain.core.tree import PyTree, check_same_structure
 
-__all__ = ["aggregate_aux_vars", "pseudo_gradient", "sum_over_clients", "weighted_mean"]
+__all__ = ["aggregate_aux_vars", "pseudo_gradient", "stack_clients", "sum_over_clients", "weighted_mean"]
 
 
 def aggregate_aux_vars(messages: Sequence[Mapping[str, PyTree]]) -> dict[str, PyTree]:
@@ -41,6 +41,26 @@ def aggregate_aux_vars(messages: Sequence[Mapping[str, PyTree]]) -> dict[str, Py
     for i, other in enumerate(messages[1:], start=1):
         check_same_structure(first, other, "message 0", f"message {i}")
     return jax.tree.map(lambda *xs: sum(xs[1:], xs[0]), *messages)
+
+
+def stack_clients(trees: Sequence[PyTree]) -> PyTree:
+    """Stack per-client trees along a new leading client axis (the layout ``vmap`` uses).
+
+    Raises:
+        ValueError: no tree, or trees of different structures or shapes (the
+            first differing path is named).
+
+    Example:
+        >>> import jax.numpy as jnp, gradchain as gc
+        >>> gc.federated.stack_clients([{"w": jnp.zeros(2)}, {"w": jnp.ones(2)}])["w"].shape
+        (2, 2)
+    """
+    trees = list(trees)
+    if not trees:
+        raise ValueError("stack_clients needs at least one tree.")
+    for i, other in enumerate(trees[1:], start=1):
+        check_same_structure(trees[0], other, "client 0", f"client {i}")
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
 def sum_over_clients(stacked: PyTree, mask: jax.Array | None = None) -> PyTree:
@@ -83,6 +103,7 @@ def weighted_mean(stacked: PyTree, weights: jax.Array) -> PyTree:
 def pseudo_gradient(global_params: PyTree, client_params: PyTree, weights: jax.Array) -> PyTree:
     """FedOpt's pseudo-gradient: ``global - weighted mean of the clients' params``.
 
+    ``client_params`` has a leading client axis (see :func:`stack_clients`).
     A server Optimizer with ``lrate=1.0`` and no module applied to it lands
     exactly on the weighted mean (FedAvg); with momentum, adam or yogi modules
     it is FedAvgM, FedAdam or FedYogi. Clients with weight 0 (absent this

@@ -11,9 +11,9 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradchain.core.tree import PyTree, map_leaves_multi
+from gradchain.core.tree import PyTree, compute_dtype, map_leaves_multi
 from gradchain.core.validation import check_bool, check_number
-from gradchain.modules.moments import MomentModule, compute_dtype
+from gradchain.modules.moments import MomentModule
 
 __all__ = ["AdaGrad", "Adam", "AdamState", "RMSProp", "ScalingState", "Yogi"]
 

@@ -8,9 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from gradchain.core.transform import EmptyState, Module
-from gradchain.core.tree import PyTree, global_norm, map_leaves
+from gradchain.core.tree import PyTree, compute_dtype, global_norm, map_leaves
 from gradchain.core.validation import check_number
-from gradchain.modules.moments import compute_dtype
 
 __all__ = ["L2Clipping", "L2GlobalClipping", "clip_factor"]
 

@@ -8,7 +8,6 @@ runs in at least float32 and is cast back when stored.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -17,14 +16,9 @@ from gradchain.core.transform import Module
 from gradchain.core.tree import PyTree
 from gradchain.core.validation import check_choice
 
-__all__ = ["MomentModule", "compute_dtype"]
+__all__ = ["MomentModule"]
 
 _FLOAT_DTYPES = ("bfloat16", "float16", "float32", "float64")
-
-
-def compute_dtype(*dtypes: Any) -> jnp.dtype:
-    """The dtype to compute in: the widest input, at least float32."""
-    return jnp.result_type(jnp.float32, *dtypes)
 
 
 class MomentModule(Module, register=False):

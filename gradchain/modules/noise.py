@@ -11,9 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain.core.transform import Module
-from gradchain.core.tree import PyTree
+from gradchain.core.tree import PyTree, compute_dtype
 from gradchain.core.validation import check_bool, check_number, check_optional_int
-from gradchain.modules.moments import compute_dtype
 
 __all__ = ["GaussianNoise", "NoiseState", "entropy_key", "seed_key"]
 

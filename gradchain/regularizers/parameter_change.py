@@ -33,12 +33,12 @@ from gradchain.core.transform import Regularizer
 from gradchain.core.tree import (
     PyTree,
     check_same_structure,
+    compute_dtype,
     map_leaves,
     map_leaves_multi,
     zeros_like,
 )
 from gradchain.core.validation import check_number
-from gradchain.modules.moments import compute_dtype
 
 __all__ = ["ParameterChange", "ParameterChangeState"]
 
@@ -72,6 +72,11 @@ class ParameterChange(Regularizer):
     final params and its Fisher diagonal (``gradchain.fisher_diagonal``), or
     ``weights=None`` for the plain L2-to-reference penalty. See the module
     docstring for how any number of tasks fits in two params-sized trees.
+
+    Scale: an empirical Fisher diagonal is small where the model is already
+    good (entries ~1e-5 to 1e-3 for a well-trained classifier), so EWC
+    usually needs ``alpha`` in the thousands; with ``weights=None`` (plain L2)
+    values around 0.01 to 1 are typical. Watch ``penalty`` to calibrate.
 
     Args:
         alpha: penalty coefficient, >= 0 (``lambda / 2`` of the EWC paper; default 0.01).

@@ -8,9 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from gradchain.core.transform import EmptyState, Regularizer
-from gradchain.core.tree import PyTree, map_leaves
+from gradchain.core.tree import PyTree, compute_dtype, map_leaves
 from gradchain.core.validation import check_number
-from gradchain.modules.moments import compute_dtype
 
 __all__ = ["Lasso", "Ridge"]
 

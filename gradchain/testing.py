@@ -1,23 +1,113 @@
-"""The contract every registered transform must honour (design.md, "Tests that grow by themselves").
+"""The contract every gradchain transform must honour, as reusable checks.
 
-Each check takes a built transform and raises AssertionError on a violation.
-``test_contract.py`` runs them over every registered class;
-``test_contract_meta.py`` shows that they catch broken transforms.
+The library's own test suite runs these checks over every registered
+module, regularizer and constraint (a new class is covered the moment it is
+defined); a user writing a module can run them too:
+
+    >>> import gradchain as gc
+    >>> from gradchain import testing
+    >>> testing.run_behaviour_checks(gc.modules.Momentum)   # raises AssertionError on a violation
+
+Each ``check_*`` function takes a built transform, a params tree and a
+gradient tree (:func:`mixed_params` gives a tree with nested dict / list /
+tuple containers, float32 and bfloat16 leaves, a 0-d leaf and empty
+subtrees) and raises ``AssertionError`` naming the violated rule. Requires
+optax (a Flax dependency) for the interop checks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import serialization
 from flax.training import train_state
-from helpers import TraceCounter, assert_trees_equal, mixed_params
 
 import gradchain as gc
+
+__all__ = [
+    "ALL_CHECKS",
+    "TraceCounter",
+    "assert_trees_equal",
+    "build",
+    "check_aux_hooks",
+    "check_config_round_trip",
+    "check_documented",
+    "check_extra_args_ignored",
+    "check_immutable_and_hashable",
+    "check_jit_update_preserves_specs",
+    "check_optax_and_flax_interop",
+    "check_packed_matches_unpacked",
+    "check_round_hook",
+    "check_state_can_be_donated",
+    "check_state_round_trip",
+    "check_vmap_matches_loop",
+    "in_optimizer",
+    "mixed_params",
+    "registered_classes",
+    "run_behaviour_checks",
+    "spec",
+    "temporary_registrations",
+]
+
+
+def mixed_params(seed: int = 0) -> dict:
+    """Nested dict / list / tuple, f32 and bf16 leaves, a scalar leaf, empty subtrees."""
+    rng = np.random.default_rng(seed)
+
+    def arr(shape, dtype=jnp.float32):
+        return jnp.asarray(rng.normal(size=shape), dtype)
+
+    return {
+        "dense": {"kernel": arr((3, 4)), "bias": arr((4,))},
+        "blocks": [arr((2, 3)), arr((5,), jnp.bfloat16)],
+        "pair": (arr(()), arr((2, 2, 2))),
+        "empty": {},
+        "nothing": None,
+    }
+
+
+class TraceCounter:
+    """Wraps a function; counts how many times JAX traces it (= compilations)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.count = 0
+
+    def __call__(self, *args, **kwargs):
+        self.count += 1
+        return self.fn(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def temporary_registrations():
+    """Restore every registry on exit, so classes defined meanwhile do not leak."""
+    registries = [gc.Module.registry, gc.Regularizer.registry, gc.Constraint.registry,
+                  gc.Scheduler.registry]
+    saved = [r.snapshot() for r in registries]
+    try:
+        yield
+    finally:
+        for registry, snapshot in zip(registries, saved):
+            registry.restore(snapshot)
+
+
+def assert_trees_equal(a, b, exact: bool = True, rtol: float = 1e-6, atol: float = 0.0) -> None:
+    """Same structure, shapes, dtypes and values (bitwise when ``exact``)."""
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.shape == y.shape and x.dtype == y.dtype, (x.shape, y.shape, x.dtype, y.dtype)
+        if exact:
+            np.testing.assert_array_equal(x, y)
+        else:
+            np.testing.assert_allclose(x.astype(np.float64), y.astype(np.float64), rtol=rtol, atol=atol)
+
 
 GROUP_OF = {"module": "modules", "regularizer": "regularizers", "constraint": "constraints"}
 
@@ -28,6 +118,7 @@ def build(cls):
 
 
 def family_of(tx) -> str:
+    """``"module"``, ``"regularizer"`` or ``"constraint"``."""
     return type(tx).registry.family
 
 
@@ -43,6 +134,7 @@ def spec(tree):
 
 
 def scaled(tree, factor):
+    """Every leaf times ``factor``, dtypes kept."""
     return jax.tree.map(lambda x: (x * factor).astype(x.dtype), tree)
 
 
