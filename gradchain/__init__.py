@@ -18,6 +18,7 @@ Example:
 """
 
 from gradchain import constraints, modules, presets, regularizers  # registers the catalog
+from gradchain.checkpoint import Restored, restore_checkpoint, save_checkpoint
 from gradchain.core import (
     Chain,
     Constraint,
@@ -39,7 +40,25 @@ from gradchain.core import (
 from gradchain.fisher import consolidate, fisher_diagonal
 from gradchain.optimizer import Optimizer
 from gradchain.presets import adagrad, adam, rmsprop, sgd, yogi
+from gradchain.privacy import DPSGD, calibrate_noise_multiplier, compute_epsilon, dp_sgd
 from gradchain.schedules import Scheduler
+from gradchain.training import batch_grads, clip_per_example, per_example_grads, run_train_step
+from gradchain.wrappers import (
+    Accumulate,
+    AccumulateState,
+    Live,
+    LiveState,
+    SkipNonFinite,
+    SkipNonFiniteState,
+    accumulate,
+    get_hyperparams,
+    hyperparams_of,
+    live,
+    set_hyperparams,
+    skip_nonfinite,
+    transform_config,
+    transform_from_config,
+)
 
 __version__ = "0.1.0"
 
@@ -65,37 +84,62 @@ def list_schedulers() -> dict[str, type]:
 
 
 __all__ = [
+    "Accumulate",
+    "AccumulateState",
     "Chain",
     "Constraint",
+    "DPSGD",
     "EmptyState",
+    "Live",
+    "LiveState",
     "Module",
     "Optimizer",
     "Registry",
     "Regularizer",
+    "Restored",
     "Scheduler",
+    "SkipNonFinite",
+    "SkipNonFiniteState",
     "Transform",
     "__version__",
+    "accumulate",
     "adagrad",
     "adam",
     "apply_updates",
+    "batch_grads",
+    "calibrate_noise_multiplier",
     "chain",
+    "clip_per_example",
+    "compute_epsilon",
     "constraints",
+    "dp_sgd",
     "fisher_diagonal",
     "check_same_structure",
     "consolidate",
+    "get_hyperparams",
     "global_norm",
+    "hyperparams_of",
     "list_constraints",
     "list_modules",
     "list_regularizers",
     "list_schedulers",
+    "live",
     "map_leaves",
     "map_leaves_multi",
     "modules",
     "named_chain",
+    "per_example_grads",
     "presets",
     "regularizers",
+    "restore_checkpoint",
     "rmsprop",
+    "run_train_step",
+    "save_checkpoint",
+    "set_hyperparams",
     "sgd",
+    "skip_nonfinite",
+    "transform_config",
+    "transform_from_config",
     "tree_scale",
     "yogi",
     "zeros_like",

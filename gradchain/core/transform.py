@@ -25,10 +25,9 @@ import inspect
 from typing import Any, ClassVar, NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from gradchain.core.registry import Registered, Registry
-from gradchain.core.tree import PyTree, map_leaves
+from gradchain.core.tree import PyTree, map_leaves, zeros_like
 
 __all__ = [
     "Constraint",
@@ -83,7 +82,7 @@ class Transform(Registered, register=False):
 
     def reset_state(self, state: PyTree) -> PyTree:
         """The state as it was after ``init`` (zeros unless a subclass says otherwise)."""
-        return jax.tree.map(jnp.zeros_like, state)
+        return zeros_like(state)  # keeps each leaf's sharding, also under jit
 
     def collect_aux_var(self, state: PyTree) -> tuple[PyTree | None, PyTree]:
         """Auxiliary variables to send to the counterpart (None: nothing to send)."""

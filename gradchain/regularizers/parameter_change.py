@@ -30,7 +30,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain.core.transform import Regularizer
-from gradchain.core.tree import PyTree, check_same_structure, map_leaves, map_leaves_multi
+from gradchain.core.tree import (
+    PyTree,
+    check_same_structure,
+    map_leaves,
+    map_leaves_multi,
+    zeros_like,
+)
 from gradchain.core.validation import check_number
 from gradchain.modules.moments import compute_dtype
 
@@ -96,7 +102,7 @@ class ParameterChange(Regularizer):
         check_number(self, "gamma", low=0.0, high=1.0)
 
     def init(self, params: PyTree) -> ParameterChangeState:
-        zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.result_type(p)), params)
+        zeros = zeros_like(params)  # sharded like the params
         return ParameterChangeState(
             weight_sum=zeros,
             center=zeros,
