@@ -148,6 +148,36 @@ class Optimizer(Transform, register=False):
         updates, state = self.update(grads, state, params, **extra_args)
         return apply_updates(params, updates), state
 
+    def run_train_step(
+        self,
+        loss_fn: Any,
+        params: PyTree,
+        state: Mapping[str, PyTree],
+        batch: PyTree,
+        sclip: Any = None,
+        clipping: str | None = None,
+        **kwargs: Any,
+    ) -> tuple[PyTree, dict[str, PyTree], jax.Array]:
+        """declearn's ``run_train_step``: ``(new_params, new_state, loss)``, jit-compiled once.
+
+        Gradients of ``loss_fn(params, batch)``; with ``sclip``, per-example
+        gradients clipped to that L2 norm ("per-tensor" by default, as in
+        declearn, or "global") before averaging. See
+        :func:`gradchain.run_train_step` for every argument.
+
+        Example:
+            >>> import jax.numpy as jnp, gradchain as gc
+            >>> opt = gc.Optimizer(lrate=1.0)
+            >>> loss = lambda w, b: jnp.mean(b @ w)
+            >>> w, state, value = opt.run_train_step(loss, jnp.zeros(2), opt.init(jnp.zeros(2)),
+            ...                                      jnp.array([[3.0, 4.0], [0.0, 0.5]]), sclip=1.0)
+            >>> w
+            Array([-0.3 , -0.65], dtype=float32)
+        """
+        from gradchain.training import run_train_step  # training builds on this module
+
+        return run_train_step(self, loss_fn, params, state, batch, sclip, clipping, **kwargs)
+
     def penalties(self, params: PyTree, state: Mapping[str, PyTree]) -> dict[str, jax.Array]:
         """The current value of every regularizer with a closed-form penalty, by name.
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from gradchain.core.specs import parse_rate
 from gradchain.core.transform import Transform, require_params
 from gradchain.core.tree import PyTree, map_leaves
+from gradchain.core.validation import is_traced
 from gradchain.schedules.base import Scheduler
 
 __all__ = ["Descent", "DescentState"]
@@ -84,8 +85,12 @@ class Descent(Transform, register=False):
 
     @property
     def uses_params(self) -> bool:
-        """Whether the weight decay needs the params (it is not a constant 0)."""
-        return isinstance(self.w_decay, Scheduler) or self.w_decay != 0.0
+        """Whether the weight decay needs the params (it is not a constant 0).
+
+        A traced (live) weight decay may be anything at run time: it needs them.
+        """
+        w_decay = self.w_decay
+        return isinstance(w_decay, Scheduler) or is_traced(w_decay) or w_decay != 0.0
 
     def init(self, params: PyTree) -> DescentState:
         # distinct buffers: a donated state must not hold the same array twice

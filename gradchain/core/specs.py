@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gradchain.core.transform import Transform
+from gradchain.core.validation import is_traced
 from gradchain.schedules.base import Scheduler
 
 __all__ = ["parse_plugin", "parse_plugins", "parse_rate"]
@@ -66,14 +67,18 @@ def parse_plugins(specs: Any, family: type[Transform], where: str) -> tuple[Tran
     return tuple(parse_plugin(spec, family, f"{where}[{i}]") for i, spec in enumerate(specs))
 
 
-def parse_rate(value: Any, where: str) -> float | Scheduler:
+def parse_rate(value: Any, where: str) -> Any:
     """A non-negative finite number (ints accepted) or a scheduler.
+
+    A JAX tracer (a live hyper-parameter rebuilt inside ``jit``, see
+    :class:`gradchain.Live`) is returned as is: it was checked when set.
+    A concrete 0-d array is read as its number.
 
     Raises:
         TypeError: neither a number nor a scheduler spec.
         ValueError: a negative, NaN or infinite number.
     """
-    if isinstance(value, Scheduler):
+    if isinstance(value, Scheduler) or is_traced(value):
         return value
     if isinstance(value, (list, tuple)):
         if len(value) == 2 and isinstance(value[0], str):

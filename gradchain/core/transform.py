@@ -25,10 +25,9 @@ import inspect
 from typing import Any, ClassVar, NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from gradchain.core.registry import Registered, Registry
-from gradchain.core.tree import PyTree, map_leaves
+from gradchain.core.tree import PyTree, map_leaves, zeros_like
 
 __all__ = [
     "Constraint",
@@ -64,11 +63,14 @@ class Transform(Registered, register=False):
             so that ``gradchain.packed`` may run it on flat buffers.
         stochastic: True when updates draw random numbers (from a key in the
             state), so that two layouts of the same tree see different draws.
+        live_static: float fields that must stay static under
+            :func:`gradchain.live` (they shape the state or the computation).
     """
 
     aux_name: ClassVar[str | None] = None
     packable: ClassVar[bool] = False
     stochastic: ClassVar[bool] = False
+    live_static: ClassVar[tuple[str, ...]] = ()
 
     def init(self, params: PyTree) -> PyTree:
         """Initial state for ``params`` (arrays or ``jax.ShapeDtypeStruct`` leaves)."""
@@ -90,7 +92,7 @@ class Transform(Registered, register=False):
 
     def reset_state(self, state: PyTree) -> PyTree:
         """The state as it was after ``init`` (zeros unless a subclass says otherwise)."""
-        return jax.tree.map(jnp.zeros_like, state)
+        return zeros_like(state)  # keeps each leaf's sharding, also under jit
 
     def collect_aux_var(self, state: PyTree) -> tuple[PyTree | None, PyTree]:
         """Auxiliary variables to send to the counterpart (None: nothing to send)."""

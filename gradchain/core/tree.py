@@ -23,6 +23,7 @@ __all__ = [
     "map_leaves_multi",
     "path_str",
     "tree_scale",
+    "zeros_leaf",
     "zeros_like",
 ]
 
@@ -126,15 +127,46 @@ def compute_dtype(*dtypes: Any) -> jnp.dtype:
 
 
 def zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
-    """Zeros shaped like every leaf (arrays, ``ShapeDtypeStruct`` or scalars).
+    """Zeros shaped like every leaf (arrays, ``ShapeDtypeStruct`` or scalars), sharded alike.
+
+    Each result has its leaf's sharding: a sharded param gets a sharded
+    moment, eagerly, under ``jit`` and from an abstract ``ShapeDtypeStruct``
+    that carries a sharding (see :func:`zeros_leaf`).
 
     Args:
         tree: the template tree.
         dtype: force a dtype; by default each leaf's own dtype.
+
+    Example:
+        >>> import jax.numpy as jnp, gradchain as gc
+        >>> gc.zeros_like({"w": jnp.ones(2)}, "bfloat16")["w"]
+        Array([0, 0], dtype=bfloat16)
     """
-    return jax.tree.map(
-        lambda x: jnp.zeros(jnp.shape(x), dtype or jnp.result_type(x)), tree
-    )
+    return jax.tree.map(lambda x: zeros_leaf(x, dtype), tree)
+
+
+def zeros_leaf(x: Any, dtype: Any = None) -> jax.Array:
+    """Zeros shaped like ``x`` with its sharding (``dtype``: default ``x``'s own).
+
+    * a concrete ``jax.Array``: ``jnp.zeros_like`` keeps its sharding;
+    * a ``ShapeDtypeStruct`` with a sharding: the zeros are placed with it;
+    * a tracer (``init`` under ``jit``): the sharding is known to XLA only, so
+      the zeros are written as a select between ``x`` and 0 under a constant
+      false mask. Sharding propagation then gives them ``x``'s layout, and the
+      select folds to a broadcast: ``x`` is not read. Plain ``jnp.zeros``
+      would come out replicated (or on one device) instead;
+    * anything else (numpy arrays, Python scalars): plain zeros.
+    """
+    dtype = jnp.result_type(x) if dtype is None else jnp.dtype(dtype)
+    if isinstance(x, jax.core.Tracer):
+        mask = jnp.zeros(jnp.shape(x), jnp.bool_)
+        return jnp.where(mask, x.astype(dtype), jnp.zeros((), dtype))
+    if isinstance(x, jax.Array):
+        return jnp.zeros_like(x, dtype=dtype)
+    sharding = getattr(x, "sharding", None) if isinstance(x, jax.ShapeDtypeStruct) else None
+    if sharding is not None:
+        return jnp.zeros(x.shape, dtype, device=sharding)
+    return jnp.zeros(jnp.shape(x), dtype)
 
 
 def tree_scale(tree: PyTree, factor: Any) -> PyTree:

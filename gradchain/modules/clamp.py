@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from gradchain.core.validation import check_number
+from gradchain.core.validation import check_number, is_traced
 from gradchain.modules.rowwise import RowwiseModule
 
 __all__ = ["ClampGradient", "check_clamp_bounds"]
@@ -24,7 +24,7 @@ def check_clamp_bounds(owner: Any) -> None:
             f"{type(owner).name!r}: give at least one of `clamp_min` and `clamp_max`, "
             "got neither."
         )
-    if low is not None and high is not None and low > high:
+    if low is not None and high is not None and not (is_traced(low) or is_traced(high)) and low > high:
         raise ValueError(
             f"{type(owner).name!r}: `clamp_min` must be <= `clamp_max`, got "
             f"clamp_min={low!r} > clamp_max={high!r}."

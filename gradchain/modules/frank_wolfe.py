@@ -89,6 +89,7 @@ class FrankWolfe(Module):
     """
 
     name = "frank-wolfe"
+    live_static: ClassVar[tuple[str, ...]] = ("dq",)  # dq > 0 adds a key to the state
     example_config: ClassVar[dict] = {
         "epsilon": 1.0, "lmo": "l1q", "q": 0.5, "dq": 0.2, "seed": 0, "param_ndim": None,
     }

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
-import jax.numpy as jnp
-
 from gradchain.core.transform import Module
-from gradchain.core.tree import PyTree
+from gradchain.core.tree import PyTree, zeros_like
 from gradchain.core.validation import check_choice
 
 __all__ = ["MomentModule"]
@@ -35,7 +32,5 @@ class MomentModule(Module, register=False):
         check_choice(self, "moment_dtype", (None, *_FLOAT_DTYPES))
 
     def moments_like(self, params: PyTree) -> PyTree:
-        """Zero moments shaped like ``params`` (arrays or ``ShapeDtypeStruct``)."""
-        return jax.tree.map(
-            lambda p: jnp.zeros(jnp.shape(p), self.moment_dtype or jnp.result_type(p)), params
-        )
+        """Zero moments shaped (and sharded) like ``params`` (arrays or ``ShapeDtypeStruct``)."""
+        return zeros_like(params, self.moment_dtype)

@@ -68,7 +68,7 @@ def draw_qs(
     if dq == 0:
         return [q] * n, state
     key, draw = jax.random.split(state.key)
-    low, high = max(0.0, q - dq), min(1.0, q + dq)
+    low, high = jnp.maximum(0.0, q - dq), jnp.minimum(1.0, q + dq)  # q may be live (traced)
     qs = jax.random.uniform(draw, (n,), jnp.float32, low, high)
     return [qs[i] for i in range(n)], DrawState(key)
 
@@ -166,6 +166,7 @@ class TopQ(_Sparsify):
     """
 
     name = "top-q"
+    live_static: ClassVar[tuple[str, ...]] = ("dq",)  # dq > 0 adds a key to the state
     example_config: ClassVar[dict] = {"q": 0.5, "dq": 0.25, "seed": 0, "param_ndim": None}
 
     def sparsify(self, rows: jax.Array, q: Any) -> jax.Array:
@@ -201,6 +202,7 @@ class L1qNormalize(_Sparsify):
     """
 
     name = "l1q-normalize"
+    live_static: ClassVar[tuple[str, ...]] = ("dq",)  # dq > 0 adds a key to the state
     example_config: ClassVar[dict] = {"q": 0.3, "dq": 0.2, "seed": 1, "param_ndim": None}
 
     def sparsify(self, rows: jax.Array, q: Any) -> jax.Array:
