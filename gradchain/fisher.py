@@ -20,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradchain.core.batching import split_in_chunks
 from gradchain.core.chain import Chain
-from gradchain.core.tree import PyTree
+from gradchain.core.tree import PyTree, compute_dtype
 from gradchain.optimizer import Optimizer
 from gradchain.regularizers.parameter_change import ParameterChange
 
@@ -84,17 +85,8 @@ def fisher_diagonal(
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _fisher(loss_fn: Callable, chunk: int, params: PyTree, data: Any) -> PyTree:
     n = jax.tree.leaves(data)[0].shape[0]
-    n_chunks = -(-n // chunk)
-    pad = n_chunks * chunk - n
-
-    def chunked(x: jax.Array) -> jax.Array:
-        x = jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]) if pad else x
-        return x.reshape(n_chunks, chunk, *x.shape[1:])
-
-    batches = jax.tree.map(chunked, data)
-    mask = (jnp.arange(n_chunks * chunk) < n).reshape(n_chunks, chunk)
+    batches, mask = split_in_chunks(data, chunk)
     per_example = jax.vmap(jax.grad(loss_fn), in_axes=(None, 0))
-    acc_dtype = lambda p: jnp.result_type(jnp.float32, p)  # noqa: E731
 
     def body(total: PyTree, batch: tuple[Any, jax.Array]) -> tuple[PyTree, None]:
         examples, keep = batch
@@ -107,7 +99,7 @@ def _fisher(loss_fn: Callable, chunk: int, params: PyTree, data: Any) -> PyTree:
 
         return jax.tree.map(add, total, grads), None
 
-    zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), acc_dtype(p)), params)
+    zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), compute_dtype(jnp.result_type(p))), params)
     total, _ = jax.lax.scan(body, zeros, (batches, mask))
     return jax.tree.map(lambda t, p: (t / n).astype(jnp.result_type(p)), total, params)
 

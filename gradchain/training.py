@@ -29,6 +29,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradchain.core.batching import auto_chunk, split_in_chunks
 from gradchain.core.transform import accepts_extra_args
 from gradchain.core.tree import PyTree, apply_updates, compute_dtype, map_leaves
 from gradchain.core.validation import is_traced
@@ -43,6 +44,11 @@ __all__ = [
 ]
 
 CLIPPING_MODES = ("per-tensor", "global")
+
+
+def _single(example: PyTree) -> PyTree:
+    """One example as a batch of one (every leaf gets a leading axis of size 1)."""
+    return jax.tree.map(lambda x: jnp.expand_dims(x, 0), example)
 
 
 def per_example_grads(loss_fn: Any, params: PyTree, batch: PyTree) -> tuple[jax.Array, PyTree]:
@@ -60,11 +66,7 @@ def per_example_grads(loss_fn: Any, params: PyTree, batch: PyTree) -> tuple[jax.
         (Array([1., 4.], dtype=float32), Array([2., 8.], dtype=float32))
     """
 
-    def one(example: PyTree) -> tuple[jax.Array, PyTree]:
-        single = jax.tree.map(lambda x: jnp.expand_dims(x, 0), example)
-        return jax.value_and_grad(loss_fn)(params, single)
-
-    return jax.vmap(one)(batch)
+    return jax.vmap(lambda example: jax.value_and_grad(loss_fn)(params, _single(example)))(batch)
 
 
 def _rows(g: jax.Array) -> jax.Array:
@@ -112,33 +114,106 @@ def clip_per_example(grads: PyTree, sclip: Any, clipping: str = "per-tensor") ->
     return map_leaves(_scale_examples, grads, _clip_factors(grads, sclip, clipping))
 
 
-def _clipped_mean(grads: PyTree, sclip: Any, clipping: str) -> PyTree:
-    """``sum_i factor_i g_i / B`` for every leaf, from per-example gradients.
+def _example_losses(loss_fn: Any, params: PyTree, batch: PyTree) -> jax.Array:
+    """The ``[B]`` per-example losses (batched forward pass under ``vmap``)."""
+    return jax.vmap(lambda example: loss_fn(params, _single(example)))(batch)
 
-    Each leaf is viewed once as a ``[B, size]`` matrix shared by its norm and
-    its weighted sum, which is a vector-matrix product. Separate views (or a
-    scale-then-reduce) let XLA recompute the per-example gradients for each
-    consumer: on CPU that made the clipped step about ten times slower.
+
+def _global_clipped_mean(loss_fn: Any, params: PyTree, batch: PyTree, sclip: Any, chunk: int) -> tuple:
+    """Global clipping in two passes, never holding more than ``chunk`` gradients.
+
+    1. the per-example gradient norms, a chunk of examples at a time
+       (``lax.map``): only norms leave each chunk;
+    2. one ordinary backward pass of the per-example losses with the clip
+       factors as cotangents: ``sum_i c_i grad l_i / B``, which is the clipped mean.
     """
-    rows = map_leaves(_rows, grads)
-    factors = _clip_factors(rows, sclip, clipping)
 
-    def leaf(g: jax.Array, flat: jax.Array, factor: jax.Array) -> jax.Array:
-        dtype = compute_dtype(g.dtype)
-        weights = factor.astype(dtype) / g.shape[0]
-        return (weights @ flat.astype(dtype)).reshape(g.shape[1:]).astype(g.dtype)
+    def squared_norm(example: PyTree) -> jax.Array:
+        grads = jax.grad(loss_fn)(params, _single(example))
+        return sum(jnp.sum(jnp.square(g.astype(compute_dtype(g.dtype)))) for g in jax.tree.leaves(grads))
 
-    return map_leaves(leaf, grads, rows, factors)
+    norms = jnp.sqrt(jax.lax.map(squared_norm, batch, batch_size=chunk))
+    factors = jax.lax.stop_gradient(clip_factor(norms, sclip))
+    losses, vjp = jax.vjp(lambda p: _example_losses(loss_fn, p, batch), params)
+    (grads,) = vjp((factors / losses.shape[0]).astype(losses.dtype))
+    return jnp.mean(losses.astype(compute_dtype(losses.dtype))), grads
+
+
+#: Up to this many tensors, per-tensor clipping takes one backward pass per tensor
+#: (batched) instead of materializing per-example gradients chunk by chunk.
+MAX_WEIGHTED_PASSES = 16
+
+
+def _per_tensor_weighted_passes(loss_fn: Any, params: PyTree, batch: PyTree, sclip: Any, chunk: int) -> tuple:
+    """Per-tensor clipping for models with few tensors: chunked norms, then K weighted passes.
+
+    The clipped mean of tensor k is the gradient, with respect to that tensor,
+    of ``sum_i c_ik l_i / B``: one backward pass of the per-example losses
+    with cotangents ``c_:k``. The K passes run as one ``vmap`` over the
+    cotangents; each keeps only its own tensor.
+    """
+
+    def squared_norms(example: PyTree) -> jax.Array:
+        grads = jax.grad(loss_fn)(params, _single(example))
+        return jnp.stack([jnp.sum(jnp.square(g.astype(compute_dtype(g.dtype)))) for g in jax.tree.leaves(grads)])
+
+    factors = clip_factor(jnp.sqrt(jax.lax.map(squared_norms, batch, batch_size=chunk)), sclip)  # [B, K]
+    losses, vjp = jax.vjp(lambda p: _example_losses(loss_fn, p, batch), params)
+    cotangents = jax.lax.stop_gradient(factors.T / losses.shape[0]).astype(losses.dtype)  # [K, B]
+    passes = jax.vmap(lambda c: vjp(c)[0])(cotangents)
+    leaves, treedef = jax.tree.flatten(passes)
+    grads = treedef.unflatten([leaf[k] for k, leaf in enumerate(leaves)])
+    return jnp.mean(losses.astype(compute_dtype(losses.dtype))), grads
+
+
+def _per_tensor_clipped_mean(loss_fn: Any, params: PyTree, batch: PyTree, sclip: Any, chunk: int) -> tuple:
+    """Per-tensor clipping, a chunk of per-example gradients at a time (``lax.scan``).
+
+    Each chunk's gradients are viewed once as ``[chunk, size]`` matrices that
+    give both the norms and the weighted sum (a vector-matrix product; a
+    separate scale-then-reduce lets XLA recompute the gradients for each
+    consumer), and are dropped before the next chunk.
+    """
+    chunks, mask = split_in_chunks(batch, chunk)
+    n = jax.tree.leaves(batch)[0].shape[0]
+    zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), compute_dtype(jnp.result_type(p))), params)
+
+    def body(total: PyTree, piece: tuple) -> tuple:
+        examples, keep = piece
+        losses, grads = per_example_grads(loss_fn, params, examples)
+
+        def add(t: jax.Array, g: jax.Array) -> jax.Array:
+            rows = _rows(g).astype(t.dtype)
+            factor = clip_factor(jnp.sqrt(jnp.sum(rows * rows, axis=1)), sclip) * keep
+            return t + (factor.astype(t.dtype) @ rows).reshape(t.shape)
+
+        return jax.tree.map(add, total, grads), losses
+
+    total, losses = jax.lax.scan(body, zeros, (chunks, mask))
+    grads = jax.tree.map(lambda t, p: (t / n).astype(jnp.result_type(p)), total, params)
+    losses = losses.astype(compute_dtype(losses.dtype))
+    return jnp.sum(jnp.where(mask, losses, 0.0)) / n, grads
 
 
 def batch_grads(
-    loss_fn: Any, params: PyTree, batch: PyTree, sclip: Any = None, clipping: str = "per-tensor"
+    loss_fn: Any,
+    params: PyTree,
+    batch: PyTree,
+    sclip: Any = None,
+    clipping: str = "per-tensor",
+    chunk_size: int | None = None,
 ) -> tuple[jax.Array, PyTree]:
     """``(loss, grads)`` of ``loss_fn`` on ``batch``, per-example clipped when ``sclip`` is set.
 
     Without ``sclip``: ``jax.value_and_grad(loss_fn)(params, batch)``. With
     it: the mean of the per-example losses and of the clipped per-example
-    gradients (see the module docstring).
+    gradients, computed ``chunk_size`` examples at a time (by default as
+    many as fit in :data:`gradchain.core.batching.CHUNK_BYTES`), so memory
+    and cache traffic stay bounded whatever the batch size. Global clipping
+    takes two passes (chunked norms, then one backward pass weighted by the
+    clip factors); per-tensor clipping takes the chunked norms and one
+    weighted backward pass per tensor (up to :data:`MAX_WEIGHTED_PASSES`
+    tensors), or else one chunked pass that sums the clipped gradients.
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
@@ -150,9 +225,14 @@ def batch_grads(
     """
     if sclip is None:
         return jax.value_and_grad(loss_fn)(params, batch)
-    losses, grads = per_example_grads(loss_fn, params, batch)
-    mean = _clipped_mean(grads, sclip, clipping)
-    return jnp.mean(losses.astype(compute_dtype(losses.dtype))), mean
+    _check_clipping(clipping)
+    n = jax.tree.leaves(batch)[0].shape[0]
+    chunk = auto_chunk(params, n) if chunk_size is None else max(1, min(int(chunk_size), n))
+    if clipping == "global":
+        return _global_clipped_mean(loss_fn, params, batch, sclip, chunk)
+    if len(jax.tree.leaves(params)) <= MAX_WEIGHTED_PASSES:
+        return _per_tensor_weighted_passes(loss_fn, params, batch, sclip, chunk)
+    return _per_tensor_clipped_mean(loss_fn, params, batch, sclip, chunk)
 
 
 # -- the jitted step ------------------------------------------------------------------

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gradchain as gc
+import gradchain.training
 
 
 def make_problem(batch_size=6, seed=0, dtype=jnp.float32):
@@ -101,14 +102,19 @@ def test_optimizer_method_delegates():
 
 def test_compiled_once_across_sclip_values_and_rebuilt_optimizers():
     params, batch = make_problem()
-    counted = TraceCounter(loss_fn)
+    counted = TraceCounter(loss_fn)  # traced (a fixed number of times) at each compilation
     state = gc.adam(0.01).init(params)
-    for sclip in (0.5, 1.0, 2.0, np.float32(3.0)):
+    params, state, _ = gc.run_train_step(gc.adam(0.01), counted, params, state, batch, sclip=0.5)
+    compiled = counted.count
+    for sclip in (1.0, 2.0, np.float32(3.0)):
         opt = gc.adam(0.01)  # rebuilt each time: equal by value, same cache entry
         params, state, _ = gc.run_train_step(opt, counted, params, state, batch, sclip=sclip)
-    assert counted.count == 1
+    assert counted.count == compiled
     gc.run_train_step(gc.adam(0.01), counted, params, state, batch, sclip=1.0, clipping="global")
-    assert counted.count == 2  # the clipping rule is static: one more compilation
+    compiled_global = counted.count
+    assert compiled_global > compiled  # the clipping rule is static: one more compilation
+    gc.run_train_step(gc.adam(0.01), counted, params, state, batch, sclip=2.0, clipping="global")
+    assert counted.count == compiled_global
 
 
 def test_returns_the_mean_loss_and_keeps_dtypes_with_bf16_params():
@@ -189,3 +195,28 @@ def test_clipped_examples_respect_the_bound_and_keep_their_direction(scales, scl
             expected_factor = min(1.0, sclip / norm_b) if norm_b > 0 else 1.0
             for b, a in zip(bs, as_):
                 np.testing.assert_allclose(a, b * expected_factor, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("clipping", ["per-tensor", "global"])
+@pytest.mark.parametrize("chunk_size", [None, 1, 4, 7])
+def test_every_clipping_path_matches_the_loop_reference(clipping, chunk_size):
+    """Chunked norms + weighted passes (few tensors) and the chunked scan (many
+    tensors) both equal clipping one example at a time, whatever the chunking."""
+    params, batch = make_problem(batch_size=7, seed=3)
+    loss, grads = gc.batch_grads(loss_fn, params, batch, 0.7, clipping, chunk_size=chunk_size)
+    expected = loop_reference(params, batch, 0.7, clipping)
+    for k in params:
+        np.testing.assert_allclose(grads[k], expected[k], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(loss, loss_fn(params, batch), rtol=1e-6)
+    # many tensors: 20 one-column slices of w take the chunked-scan path
+    sliced = {f"w{j}": params["w"][:, j % 2 : j % 2 + 1] / 10 for j in range(20)}
+
+    def sliced_loss(p, b):
+        w = sum(jnp.pad(p[f"w{j}"], ((0, 0), (j % 2, 1 - j % 2))) for j in range(20))
+        return loss_fn({"w": w, "b": params["b"]}, b)
+
+    assert len(sliced) > gc.training.MAX_WEIGHTED_PASSES
+    got = gc.batch_grads(sliced_loss, sliced, batch, 0.05, clipping, chunk_size=chunk_size)[1]
+    per_example = gc.per_example_grads(sliced_loss, sliced, batch)[1]
+    want = jax.tree.map(lambda g: g.mean(0), gc.clip_per_example(per_example, 0.05, clipping))
+    assert_trees_equal(got, want, exact=False, rtol=1e-5, atol=1e-8)

@@ -14,6 +14,7 @@ import jax
 from gradchain.bench.gpu import bench_gpu
 from gradchain.bench.peer import bench_declearn
 from gradchain.bench.report import write_report
+from gradchain.bench.training import bench_accumulation, bench_per_example
 from gradchain.bench.updates import bench_state_bytes, bench_updates
 
 __all__ = ["main", "run"]
@@ -56,6 +57,14 @@ def run(out_dir: Path, quick: bool = False, declearn_venv: Path | None = None, l
     }
     log("1. optimizer updates")
     results["updates"] = bench_updates(size["leaves"], size["total"], size["steps"], log=log)
+    log("2. gradient accumulation")
+    results["accumulation"] = bench_accumulation(100 if not quick else 3, size["total"],
+                                                 cycles=size["steps"])
+    log(f"  {results['accumulation']}")
+    log("3. per-example clipping")
+    results["per_example"] = (bench_per_example(steps=size["steps"]) if not quick
+                              else bench_per_example(batch=8, hidden_sizes=((16,),), steps=size["steps"]))
+    log(f"  {results['per_example']}")
     log("4. state bytes")
     results["state_bytes"] = bench_state_bytes(size["leaves"][-1], size["total"])
     if declearn_venv is not None:

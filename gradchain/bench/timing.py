@@ -29,8 +29,9 @@ def time_jitted(
         args: its arguments.
         donate: indices of arguments donated at every call.
         carry: ``carry(outputs, args) -> args`` builds the next call's arguments
-            (e.g. feeding the new optimizer state back); by default the same
-            args are reused (only valid when nothing is donated).
+            (e.g. feeding the new optimizer state back, fresh copies of donated
+            inputs), untimed; by default the same args are reused (only valid
+            when nothing is donated).
         steps: timed calls (the median is reported).
         warmup: untimed calls first.
     """
@@ -44,6 +45,7 @@ def time_jitted(
     args = tuple(args)
     durations = []
     for i in range(warmup + steps):
+        jax.block_until_ready(args)  # inputs ready: only the step itself is timed
         t0 = time.perf_counter()
         out = compiled(*args)
         jax.block_until_ready(out)

@@ -17,10 +17,18 @@ __all__ = ["bench_state_bytes", "bench_updates"]
 
 
 def _time_update(tx: Any, params: dict, grads: dict, steps: int) -> dict:
+    """The update with the gradients and the state donated (as in a training step,
+    where both are dead afterwards); each call gets a fresh copy of the gradients.
+
+    Donating the state alone would make XLA copy buffers whose output slot
+    (matched by shape in order) is not their input slot: with the gradients
+    donated too, inputs and outputs line up for optax and gradchain alike.
+    """
     state = tx.init(params)
+    fresh = lambda: jax.tree.map(jnp.copy, grads)  # noqa: E731
     return time_jitted(
-        lambda g, s, p: tx.update(g, s, p), (grads, state, params), donate=(1,),
-        carry=lambda out, args: (args[0], out[1], args[2]), steps=steps,
+        lambda g, s, p: tx.update(g, s, p), (fresh(), state, params), donate=(0, 1),
+        carry=lambda out, args: (fresh(), out[1], args[2]), steps=steps,
     )
 
 

@@ -1,0 +1,108 @@
+"""Benchmarks 2 and 3: gradient accumulation against optax.MultiSteps, and the cost of
+per-example clipping against a plain training step."""
+
+from __future__ import annotations
+
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import gradchain as gc
+from gradchain.bench.cases import B2, EPS, LR
+from gradchain.bench.synthetic import synthetic_params
+
+__all__ = ["bench_accumulation", "bench_per_example"]
+
+
+def _cycle_ms(update, grads, state, params, every_k: int, cycles: int) -> float:
+    """Median over cycles of the mean micro-step time (gradients and state donated).
+
+    Each micro-step gets a fresh, ready copy of the gradients; only the
+    update calls are timed.
+    """
+    times = []
+    for cycle in range(cycles + 1):  # the first cycle warms up
+        elapsed = 0.0
+        for _ in range(every_k):
+            fresh = jax.tree.map(jnp.copy, grads)
+            jax.block_until_ready(fresh)
+            start = time.perf_counter()
+            out, state = update(fresh, state, params)
+            jax.block_until_ready((out, state))
+            elapsed += time.perf_counter() - start
+        if cycle:
+            times.append(elapsed / every_k)
+    return float(np.median(times) * 1e3)
+
+
+def bench_accumulation(n_leaves: int, total: int, every_k: int = 8, cycles: int = 20) -> dict:
+    """Per-micro-step time of ``accumulate(adam, k)`` and ``optax.MultiSteps(adam, k)``."""
+    params = synthetic_params(n_leaves, total, seed=0)
+    grads = synthetic_params(n_leaves, total, seed=1)
+    ours = gc.accumulate(gc.Optimizer(LR, modules=[("adam", {"beta_2": B2, "eps": EPS})]), every_k)
+    theirs = optax.MultiSteps(optax.adam(LR, b2=B2, eps=EPS), every_k_schedule=every_k)
+    out = {"every_k": every_k, "leaves": n_leaves, "params": int(sum(x.size for x in params.values()))}
+    results = {}
+    for label, tx in (("gradchain", ours), ("optax.MultiSteps", theirs)):
+        update = jax.jit(tx.update, donate_argnums=(0, 1))
+        out[f"{label} ms/micro-step"] = _cycle_ms(update, grads, tx.init(params), params, every_k, cycles)
+        state = tx.init(params)
+        for _ in range(every_k):
+            u, state = jax.jit(tx.update)(grads, state, params)
+        results[label] = u
+    out["ratio"] = out["gradchain ms/micro-step"] / out["optax.MultiSteps ms/micro-step"]
+    out["max_relative_difference"] = max(
+        float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(b)) + 1e-30))
+        for a, b in zip(jax.tree.leaves(results["gradchain"]), jax.tree.leaves(results["optax.MultiSteps"]))
+    )
+    return out
+
+
+class _MLP(nn.Module):
+    hidden: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width)(x))
+        return nn.Dense(10)(x)
+
+
+def bench_per_example(batch: int = 64, hidden_sizes=((64,), (256, 256)), steps: int = 50) -> list[dict]:
+    """Step time of ``run_train_step`` with per-example clipping, relative to a plain step."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for hidden in hidden_sizes:
+        model = _MLP(tuple(hidden))
+        data = {"x": jnp.asarray(rng.normal(size=(batch, 64)), jnp.float32),
+                "y": jnp.asarray(rng.integers(0, 10, batch), jnp.int32)}
+        params = model.init(jax.random.PRNGKey(0), data["x"][:1])
+
+        def loss_fn(p, b, model=model):
+            logits = model.apply(p, b["x"])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, b["y"]).mean()
+
+        opt = gc.sgd(0.01)
+        row = {"hidden": list(hidden), "batch": batch,
+               "params": int(sum(x.size for x in jax.tree.leaves(params)))}
+        for label, sclip, clipping in (("plain", None, None), ("per-tensor", 1.0, "per-tensor"),
+                                       ("global", 1.0, "global")):
+            p, s = params, opt.init(params)
+            for _ in range(3):  # compile and warm up
+                p, s, loss = opt.run_train_step(loss_fn, p, s, data, sclip=sclip, clipping=clipping)
+            jax.block_until_ready(loss)
+            times = []
+            for _ in range(steps):
+                start = time.perf_counter()
+                p, s, loss = opt.run_train_step(loss_fn, p, s, data, sclip=sclip, clipping=clipping)
+                jax.block_until_ready((p, loss))
+                times.append(time.perf_counter() - start)
+            row[f"{label} ms"] = float(np.median(times) * 1e3)
+        row["per-tensor / plain"] = row["per-tensor ms"] / row["plain ms"]
+        row["global / plain"] = row["global ms"] / row["plain ms"]
+        rows.append(row)
+    return rows
