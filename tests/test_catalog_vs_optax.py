@@ -1,7 +1,10 @@
 """Catalog modules against optax's implementations of the same algorithms.
 
 Each comparison runs >= 10 steps in float32 on a small tree of random
-gradients and asserts a 1e-6 relative agreement.
+gradients and asserts a 1e-6 relative agreement. Adam's reference runs in
+float64: optax computes the bias correction ``1 - beta ** t`` in float32,
+which loses ~1e-5 of relative precision for ``beta_2 = 0.999``; gradchain
+computes it as ``-expm1(t log beta)`` and matches the exact algorithm.
 """
 
 from __future__ import annotations
@@ -39,6 +42,13 @@ def run(tx, grads_seq, params=PARAMS):
     return outs
 
 
+def run_float64(tx, grads_seq, params=PARAMS):
+    """``run`` with every array in float64 (the exact algorithm, up to f64 rounding)."""
+    with jax.enable_x64(True):
+        to64 = lambda tree: jax.tree.map(lambda x: jnp.asarray(np.asarray(x), jnp.float64), tree)  # noqa: E731
+        return [jax.tree.map(np.asarray, u) for u in run(tx, [to64(g) for g in grads_seq], to64(params))]
+
+
 def assert_sequences_close(ours, ref, rtol=1e-6, atol=1e-9):
     for step, (u, v) in enumerate(zip(ours, ref)):
         for x, y in zip(jax.tree.leaves(u), jax.tree.leaves(v)):
@@ -50,14 +60,16 @@ def assert_sequences_close(ours, ref, rtol=1e-6, atol=1e-9):
 def test_adam_matches_optax_adam(b1, b2, eps):
     grads = gradient_sequence(1)
     ours = run(gc.adam(0.01, beta_1=b1, beta_2=b2, eps=eps), grads)
-    ref = run(optax.adam(0.01, b1=b1, b2=b2, eps=eps), grads)
+    ref = run_float64(optax.adam(0.01, b1=b1, b2=b2, eps=eps), grads)
     assert_sequences_close(ours, ref)
 
 
 def test_declearn_torch_equivalent_adam_is_optax_default_adam():
     grads = gradient_sequence(2)
     ours = run(gc.Optimizer(1e-3, modules=[("adam", {"beta_2": 0.999, "eps": 1e-8})]), grads)
-    assert_sequences_close(ours, run(optax.adam(1e-3), grads))
+    assert_sequences_close(ours, run_float64(optax.adam(1e-3), grads))
+    # against optax in float32 the only difference is optax's rounding of 1 - 0.999 ** t
+    assert_sequences_close(ours, run(optax.adam(1e-3), grads), rtol=2e-5)
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
@@ -112,4 +124,4 @@ def test_declearn_pipeline_matches_the_equivalent_optax_chain():
         optax.GradientTransformation(lambda p: optax.EmptyState(),
                                      lambda u, s, p: (jax.tree.map(lambda x, w: x - wd * w, u, p), s)),
     )
-    assert_sequences_close(run(ours, grads), run(ref, grads))
+    assert_sequences_close(run(ours, grads), run_float64(ref, grads))

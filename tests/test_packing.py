@@ -23,10 +23,27 @@ PIPELINE = gc.Optimizer(0.01, w_decay=1e-3, regularizers=[("ridge", {"alpha": 0.
 
 def test_pack_unpack_round_trip_keeps_structure_shapes_and_dtypes():
     tree = mixed_params(0)
-    flat = pack(tree)
-    assert set(flat) == {"float32", "bfloat16"}
-    assert flat["float32"].ndim == 1 and flat["float32"].size == 12 + 4 + 6 + 1 + 8
-    assert_trees_equal(unpack(flat, tree), tree)
+    packed = pack(tree)
+    assert set(packed["flat"]) == {"float32", "bfloat16"} and packed["large"] == []
+    assert packed["flat"]["float32"].ndim == 1 and packed["flat"]["float32"].size == 12 + 4 + 6 + 1 + 8
+    assert_trees_equal(unpack(packed, tree), tree)
+    # leaves above max_leaf_size stay apart, in order
+    packed = pack(tree, max_leaf_size=6)
+    assert [x.shape for x in packed["large"]] == [(3, 4), (2, 2, 2)]  # leaf order: dense, then pair
+    assert packed["flat"]["float32"].size == 4 + 6 + 1
+    assert_trees_equal(unpack(packed, tree, max_leaf_size=6), tree)
+
+
+@pytest.mark.parametrize("max_leaf_size", [None, 0, 6, 10**6])
+def test_any_threshold_gives_the_unpacked_result(max_leaf_size):
+    params, grads = mixed_params(0), mixed_params(1)
+    flat_opt = gc.packed(PIPELINE, max_leaf_size)
+    state, flat_state = PIPELINE.init(params), flat_opt.init(params)
+    for _ in range(3):
+        updates, state = PIPELINE.update(grads, state, params)
+        flat_updates, flat_state = flat_opt.update(grads, flat_state, params)
+        assert_trees_equal(flat_updates, updates, exact=False, rtol=1e-5, atol=1e-7)
+    assert gc.packed(PIPELINE, max_leaf_size).get_config()["max_leaf_size"] == max_leaf_size
 
 
 def test_packed_pipeline_follows_the_unpacked_one():
@@ -38,7 +55,7 @@ def test_packed_pipeline_follows_the_unpacked_one():
         flat_updates, flat_state = jax.jit(flat_opt.update)(grads, flat_state, params)
         assert_trees_equal(flat_updates, updates, exact=False, rtol=1e-5, atol=1e-7)
         params = gc.apply_updates(params, updates)
-    assert set(flat_state["adam"].mu) == {"float32", "bfloat16"}  # two flat moments
+    assert set(flat_state["adam"].mu["flat"]) == {"float32", "bfloat16"}  # two flat moments
 
 
 def test_packed_update_compiles_one_kernel_per_leaf_plus_a_few():
@@ -53,6 +70,8 @@ def test_unpackable_transforms_are_rejected_by_name():
         gc.packed(gc.Optimizer(0.1, modules=["adam", "l2-clipping"]))
     with pytest.raises(TypeError, match="needs a gradchain transformation"):
         gc.packed(jax.numpy.ones(2))
+    with pytest.raises(ValueError, match="`max_leaf_size` must be an integer in"):
+        gc.packed(gc.adam(0.1), max_leaf_size=-1)
 
 
 def test_hooks_aux_and_state_export_go_through():
@@ -61,7 +80,7 @@ def test_hooks_aux_and_state_export_go_through():
     state = client.init(params)
     _, state = client.update(params, state, params)
     aux, state = client.collect_aux_var(state)
-    assert client.aux_names == ("scaffold",) and aux["scaffold"]["delta"]["float32"].shape == (9,)
+    assert client.aux_names == ("scaffold",) and aux["scaffold"]["delta"]["flat"]["float32"].shape == (9,)
     state = client.start_round(state)
     assert int(state["adam"].step) == 0
     plain = client.get_state(state)

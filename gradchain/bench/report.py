@@ -37,7 +37,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {o['kernels']} / {row['gradchain']['kernels']} / {row['gradchain packed']['kernels']} |"
         )
     eq = results["updates"]["max_relative_difference_vs_optax"]
-    lines += ["", "Same mathematics checked first (largest relative difference of the updates over 3 steps): "
+    lines += ["", "Same mathematics checked first (largest relative difference over 3 steps between "
+              "gradchain's float32 updates and optax's computed in float64): "
               + ", ".join(f"{k} {v:.1e}" for k, v in eq.items()) + ".", ""]
     lines += _targets(results)
     for key, title in (("accumulation", "2. Gradient accumulation"), ("per_example", "3. Per-example clipping"),

@@ -1,17 +1,64 @@
-"""Timing helpers: trace and compile measured apart, medians of donated steps."""
+"""Timing helpers: trace and compile measured apart, interleaved medians of donated steps."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
-__all__ = ["Timing", "time_jitted"]
+__all__ = ["Contender", "compile_timed", "race", "time_jitted"]
 
-Timing = dict[str, Any]
+
+class Contender(NamedTuple):
+    """A compiled step, its first arguments and how to build the next ones."""
+
+    label: str
+    compiled: Any
+    args: tuple
+    carry: Callable[[Any, tuple], tuple] | None
+
+
+def compile_timed(fn: Callable[..., Any], args: Sequence[Any], donate: Sequence[int] = ()) -> tuple[Any, dict]:
+    """``jit(fn)`` lowered and compiled: the executable and its trace / compile seconds
+    and HLO kernel count (fusions and copies)."""
+    jitted = jax.jit(fn, donate_argnums=tuple(donate))
+    start = time.perf_counter()
+    lowered = jitted.lower(*args)
+    traced = time.perf_counter()
+    compiled = lowered.compile()
+    done = time.perf_counter()
+    text = compiled.as_text() or ""
+    return compiled, {
+        "trace_s": traced - start,
+        "compile_s": done - traced,
+        "kernels": text.count(" fusion(") + text.count(" copy("),
+    }
+
+
+def race(contenders: Sequence[Contender], steps: int = 20, warmup: int = 2) -> dict[str, float]:
+    """Median step milliseconds of each contender, their steps interleaved.
+
+    Round-robin calls (one step of each contender per round) expose them all
+    to the same machine conditions, so drifts (other processes, frequency
+    changes) do not favour whichever ran first. Inputs are made ready before
+    each timed call; ``carry`` (untimed) builds the next call's arguments.
+    """
+    args = {c.label: tuple(c.args) for c in contenders}
+    durations: dict[str, list[float]] = {c.label: [] for c in contenders}
+    for i in range(warmup + steps):
+        for c in contenders:
+            jax.block_until_ready(args[c.label])
+            t0 = time.perf_counter()
+            out = c.compiled(*args[c.label])
+            jax.block_until_ready(out)
+            if i >= warmup:
+                durations[c.label].append(time.perf_counter() - t0)
+            if c.carry is not None:
+                args[c.label] = c.carry(out, args[c.label])
+    return {label: float(np.median(d) * 1e3) for label, d in durations.items()}
 
 
 def time_jitted(
@@ -21,41 +68,8 @@ def time_jitted(
     carry: Callable[[Any, tuple], tuple] | None = None,
     steps: int = 20,
     warmup: int = 2,
-) -> Timing:
-    """Trace time, compile time, HLO kernel count and median step time of ``jit(fn)``.
-
-    Args:
-        fn: the function to jit.
-        args: its arguments.
-        donate: indices of arguments donated at every call.
-        carry: ``carry(outputs, args) -> args`` builds the next call's arguments
-            (e.g. feeding the new optimizer state back, fresh copies of donated
-            inputs), untimed; by default the same args are reused (only valid
-            when nothing is donated).
-        steps: timed calls (the median is reported).
-        warmup: untimed calls first.
-    """
-    jitted = jax.jit(fn, donate_argnums=tuple(donate))
-    start = time.perf_counter()
-    lowered = jitted.lower(*args)
-    traced = time.perf_counter()
-    compiled = lowered.compile()
-    done = time.perf_counter()
-    text = compiled.as_text() or ""
-    args = tuple(args)
-    durations = []
-    for i in range(warmup + steps):
-        jax.block_until_ready(args)  # inputs ready: only the step itself is timed
-        t0 = time.perf_counter()
-        out = compiled(*args)
-        jax.block_until_ready(out)
-        if i >= warmup:
-            durations.append(time.perf_counter() - t0)
-        if carry is not None:
-            args = carry(out, args)
-    return {
-        "trace_s": traced - start,
-        "compile_s": done - traced,
-        "step_ms": float(np.median(durations) * 1e3),
-        "kernels": text.count(" fusion(") + text.count(" copy("),
-    }
+) -> dict[str, Any]:
+    """Trace time, compile time, kernel count and median step time of ``jit(fn)`` alone."""
+    compiled, timings = compile_timed(fn, args, donate)
+    step = race([Contender("fn", compiled, tuple(args), carry)], steps, warmup)["fn"]
+    return {**timings, "step_ms": step}

@@ -18,25 +18,28 @@ from gradchain.bench.synthetic import synthetic_params
 __all__ = ["bench_accumulation", "bench_per_example"]
 
 
-def _cycle_ms(update, grads, state, params, every_k: int, cycles: int) -> float:
-    """Median over cycles of the mean micro-step time (gradients and state donated).
+def _cycles_ms(contenders: dict, grads, params, every_k: int, cycles: int) -> dict[str, float]:
+    """Median over cycles of the mean micro-step time of each contender, cycles interleaved.
 
-    Each micro-step gets a fresh, ready copy of the gradients; only the
-    update calls are timed.
+    ``contenders`` maps a label to ``(jitted update, state)``; gradients and
+    state are donated, each micro-step gets a fresh, ready copy of the
+    gradients, and only the update calls are timed.
     """
-    times = []
+    states = {label: state for label, (_, state) in contenders.items()}
+    times: dict[str, list[float]] = {label: [] for label in contenders}
     for cycle in range(cycles + 1):  # the first cycle warms up
-        elapsed = 0.0
-        for _ in range(every_k):
-            fresh = jax.tree.map(jnp.copy, grads)
-            jax.block_until_ready(fresh)
-            start = time.perf_counter()
-            out, state = update(fresh, state, params)
-            jax.block_until_ready((out, state))
-            elapsed += time.perf_counter() - start
-        if cycle:
-            times.append(elapsed / every_k)
-    return float(np.median(times) * 1e3)
+        for label, (update, _) in contenders.items():
+            elapsed = 0.0
+            for _ in range(every_k):
+                fresh = jax.tree.map(jnp.copy, grads)
+                jax.block_until_ready(fresh)
+                start = time.perf_counter()
+                out, states[label] = update(fresh, states[label], params)
+                jax.block_until_ready((out, states[label]))
+                elapsed += time.perf_counter() - start
+            if cycle:
+                times[label].append(elapsed / every_k)
+    return {label: float(np.median(t) * 1e3) for label, t in times.items()}
 
 
 def bench_accumulation(n_leaves: int, total: int, every_k: int = 8, cycles: int = 20) -> dict:
@@ -46,10 +49,12 @@ def bench_accumulation(n_leaves: int, total: int, every_k: int = 8, cycles: int 
     ours = gc.accumulate(gc.Optimizer(LR, modules=[("adam", {"beta_2": B2, "eps": EPS})]), every_k)
     theirs = optax.MultiSteps(optax.adam(LR, b2=B2, eps=EPS), every_k_schedule=every_k)
     out = {"every_k": every_k, "leaves": n_leaves, "params": int(sum(x.size for x in params.values()))}
+    contenders = {label: (jax.jit(tx.update, donate_argnums=(0, 1)), tx.init(params))
+                  for label, tx in (("gradchain", ours), ("optax.MultiSteps", theirs))}
+    for label, ms in _cycles_ms(contenders, grads, params, every_k, cycles).items():
+        out[f"{label} ms/micro-step"] = ms
     results = {}
     for label, tx in (("gradchain", ours), ("optax.MultiSteps", theirs)):
-        update = jax.jit(tx.update, donate_argnums=(0, 1))
-        out[f"{label} ms/micro-step"] = _cycle_ms(update, grads, tx.init(params), params, every_k, cycles)
         state = tx.init(params)
         for _ in range(every_k):
             u, state = jax.jit(tx.update)(grads, state, params)

@@ -11,12 +11,12 @@ import optax
 import gradchain as gc
 from gradchain.bench.cases import CASES, check_equivalence
 from gradchain.bench.synthetic import synthetic_params
-from gradchain.bench.timing import time_jitted
+from gradchain.bench.timing import Contender, compile_timed, race
 
 __all__ = ["bench_state_bytes", "bench_updates"]
 
 
-def _time_update(tx: Any, params: dict, grads: dict, steps: int) -> dict:
+def _contender(label: str, tx: Any, params: dict, grads: dict) -> tuple[Contender, dict]:
     """The update with the gradients and the state donated (as in a training step,
     where both are dead afterwards); each call gets a fresh copy of the gradients.
 
@@ -24,17 +24,15 @@ def _time_update(tx: Any, params: dict, grads: dict, steps: int) -> dict:
     (matched by shape in order) is not their input slot: with the gradients
     donated too, inputs and outputs line up for optax and gradchain alike.
     """
-    state = tx.init(params)
     fresh = lambda: jax.tree.map(jnp.copy, grads)  # noqa: E731
-    return time_jitted(
-        lambda g, s, p: tx.update(g, s, p), (fresh(), state, params), donate=(0, 1),
-        carry=lambda out, args: (fresh(), out[1], args[2]), steps=steps,
-    )
+    args = (fresh(), tx.init(params), params)
+    compiled, timings = compile_timed(lambda g, s, p: tx.update(g, s, p), args, donate=(0, 1))
+    return Contender(label, compiled, args, lambda out, a: (fresh(), out[1], a[2])), timings
 
 
 def bench_updates(leaf_counts: list[int], total: int, steps: int = 20, log=print) -> dict:
     """Step and compile time of each case at each leaf count: gradchain (per-leaf and
-    packed) and optax, with the ratios gradchain / optax."""
+    packed) and optax, with the ratios gradchain / optax. The three run interleaved."""
     rows = []
     equivalence = None
     for n in leaf_counts:
@@ -43,13 +41,15 @@ def bench_updates(leaf_counts: list[int], total: int, steps: int = 20, log=print
         if equivalence is None:
             equivalence = check_equivalence(params, grads)
         for case, (ours, theirs) in CASES.items():
-            timings = {}
+            contenders, timings = [], {}
             for label, tx in (("optax", theirs()), ("gradchain", ours()), ("gradchain packed", gc.packed(ours()))):
-                timings[label] = _time_update(tx, params, grads, steps)
+                contender, timings[label] = _contender(label, tx, params, grads)
+                contenders.append(contender)
+            for label, step in race(contenders, steps).items():
+                timings[label]["step_ms"] = step
                 log(f"  {case:18s} {n:5d} leaves  {label:17s} {_fmt(timings[label])}")
             rows.append({"case": case, "leaves": n, "params": int(sum(x.size for x in jax.tree.leaves(params))),
-                         **{label: t for label, t in timings.items()},
-                         "ratios": _ratios(timings)})
+                         **timings, "ratios": _ratios(timings)})
     return {"rows": rows, "max_relative_difference_vs_optax": equivalence}
 
 

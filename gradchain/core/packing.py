@@ -3,10 +3,13 @@
 XLA compiles one kernel (at least) per output buffer, and on CPU each kernel
 costs a roughly fixed ~10 ms to compile. A per-leaf Adam has three outputs per
 leaf (update, two moments), so a model with 1000 leaves compiles ~3000
-kernels. ``packed(tx)`` concatenates the gradients (and params) of each dtype
-into one flat vector, runs ``tx`` on those vectors (so its moments are a few
-flat buffers too) and slices the update back into the original tree: one
-kernel per leaf (the final slice) plus a handful, whatever the chain.
+kernels. ``packed(tx)`` concatenates the small gradients (and params) of each
+dtype into one flat vector, runs ``tx`` on those vectors and the large leaves
+(so its moments are a few flat buffers too) and slices the update back into
+the original tree: one kernel per small leaf (the final slice) plus a
+handful, whatever the chain. Large leaves (more than ``max_leaf_size``
+elements) stay apart: their kernels are few, and copying them into a flat
+buffer would cost a pass over their memory at every step.
 
 Only transformations whose result does not depend on where leaf boundaries
 lie can be packed: elementwise ones and those using global reductions over the
@@ -27,41 +30,63 @@ import jax.numpy as jnp
 from gradchain.core.chain import Chain, _is_composite
 from gradchain.core.transform import Transform, element_name
 from gradchain.core.tree import PyTree, apply_updates
+from gradchain.core.validation import check_optional_int
 
-__all__ = ["Packed", "is_packable", "pack", "packed", "unpack"]
+__all__ = ["PACK_MAX_LEAF_SIZE", "Packed", "is_packable", "pack", "packed", "unpack"]
 
 
-def pack(tree: PyTree) -> dict[str, jax.Array]:
-    """``{dtype name: 1-D concatenation of every leaf of that dtype}`` in leaf order.
+#: Leaves with at most this many elements are packed by default: small leaves
+#: are where per-leaf kernels cost the most compile time for the least work,
+#: and large ones would pay for the extra copy into a flat buffer.
+PACK_MAX_LEAF_SIZE = 2**16
+
+
+def _is_small(leaf: Any, max_leaf_size: int | None) -> bool:
+    return max_leaf_size is None or int(jnp.size(leaf)) <= max_leaf_size
+
+
+def pack(tree: PyTree, max_leaf_size: int | None = None) -> dict[str, Any]:
+    """Pack the small leaves of ``tree`` into one flat vector per dtype.
+
+    Returns ``{"flat": {dtype name: concatenation of the small leaves of that
+    dtype, in leaf order}, "large": [the other leaves, in order]}``; with
+    ``max_leaf_size=None`` every leaf is small.
 
     Example:
         >>> import jax.numpy as jnp
         >>> from gradchain.core.packing import pack
-        >>> pack({"a": jnp.ones((2, 2)), "b": jnp.zeros(3, jnp.bfloat16), "c": jnp.ones(1)})["float32"].shape
-        (5,)
+        >>> tree = {"a": jnp.ones((2, 2)), "b": jnp.zeros(3, jnp.bfloat16), "c": jnp.ones(100)}
+        >>> packed = pack(tree, max_leaf_size=10)
+        >>> packed["flat"]["float32"].shape, len(packed["large"])
+        ((4,), 1)
     """
     groups: dict[str, list[jax.Array]] = {}
+    large = []
     for leaf in jax.tree.leaves(tree):
-        groups.setdefault(jnp.result_type(leaf).name, []).append(jnp.ravel(leaf))
-    return {k: v[0] if len(v) == 1 else jnp.concatenate(v) for k, v in groups.items()}
+        if _is_small(leaf, max_leaf_size):
+            groups.setdefault(jnp.result_type(leaf).name, []).append(jnp.ravel(leaf))
+        else:
+            large.append(leaf)
+    flat = {k: v[0] if len(v) == 1 else jnp.concatenate(v) for k, v in groups.items()}
+    return {"flat": flat, "large": large}
 
 
-def unpack(flat: Mapping[str, jax.Array], like: PyTree) -> PyTree:
-    """Inverse of :func:`pack`: slice ``flat`` back into a tree shaped like ``like``."""
+def unpack(packed: Mapping[str, Any], like: PyTree, max_leaf_size: int | None = None) -> PyTree:
+    """Inverse of :func:`pack`: a tree shaped like ``like`` from the packed form."""
     leaves, treedef = jax.tree.flatten(like)
     offsets: dict[str, int] = {}
+    large = iter(packed["large"])
     out = []
     for leaf in leaves:
+        if not _is_small(leaf, max_leaf_size):
+            out.append(next(large))
+            continue
         key = jnp.result_type(leaf).name
         start = offsets.get(key, 0)
         size = int(jnp.size(leaf))
-        out.append(jax.lax.slice(flat[key], (start,), (start + size,)).reshape(jnp.shape(leaf)))
+        out.append(jax.lax.slice(packed["flat"][key], (start,), (start + size,)).reshape(jnp.shape(leaf)))
         offsets[key] = start + size
     return treedef.unflatten(out)
-
-
-def _pack_abstract(params: PyTree) -> dict[str, jax.ShapeDtypeStruct]:
-    return jax.eval_shape(pack, params)
 
 
 def is_packable(tx: Any) -> bool:
@@ -98,21 +123,25 @@ class Packed(Transform, register=False):
 
     Args:
         inner: a packable transformation (Optimizer, chain or module).
+        max_leaf_size: leaves with more elements stay separate (default
+            :data:`PACK_MAX_LEAF_SIZE`); None packs every leaf.
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.packed(gc.adam(0.1))
         >>> params = {"a": jnp.ones(3), "b": [jnp.ones((2, 2))]}
         >>> state = opt.init(params)
-        >>> state["adam"].mu["float32"].shape   # one flat moment for all f32 leaves
+        >>> state["adam"].mu["flat"]["float32"].shape   # one flat moment for the small f32 leaves
         (7,)
         >>> opt.update(params, state, params)[0]["b"][0].shape
         (2, 2)
     """
 
     inner: Any
+    max_leaf_size: int | None = PACK_MAX_LEAF_SIZE
 
     def __post_init__(self) -> None:
+        check_optional_int(self, "max_leaf_size", low=0)
         inner = self.inner
         if not isinstance(inner, Transform):
             raise TypeError(f"packed() needs a gradchain transformation, got {inner!r}.")
@@ -127,14 +156,14 @@ class Packed(Transform, register=False):
 
     def init(self, params: PyTree) -> PyTree:
         _check_single_device(params)
-        return self.inner.init(pack(params))
+        return self.inner.init(pack(params, self.max_leaf_size))
 
     def update(
         self, updates: PyTree, state: PyTree, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, PyTree]:
-        flat_params = None if params is None else pack(params)
-        out, state = self.inner.update(pack(updates), state, flat_params, **extra_args)
-        return unpack(out, updates), state
+        flat_params = None if params is None else pack(params, self.max_leaf_size)
+        out, state = self.inner.update(pack(updates, self.max_leaf_size), state, flat_params, **extra_args)
+        return unpack(out, updates, self.max_leaf_size), state
 
     # -- hooks and conveniences, delegated --------------------------------------------
     def on_round_start(self, state: PyTree) -> PyTree:
@@ -163,12 +192,13 @@ class Packed(Transform, register=False):
 
     def set_state(self, states: Mapping[str, Any], params: PyTree) -> PyTree:
         """Rebuild a packed state, validated against the packed layout of ``params``."""
-        return self.inner.set_state(states, _pack_abstract(params))
+        layout = jax.eval_shape(lambda p: pack(p, self.max_leaf_size), params)
+        return self.inner.set_state(states, layout)
 
     def get_config(self) -> dict[str, Any]:
-        return {"inner": self.inner.get_config()}
+        return {"inner": self.inner.get_config(), "max_leaf_size": self.max_leaf_size}
 
 
-def packed(tx: Transform) -> Packed:
+def packed(tx: Transform, max_leaf_size: int | None = PACK_MAX_LEAF_SIZE) -> Packed:
     """Run a packable transformation on per-dtype flat buffers (see :class:`Packed`)."""
-    return Packed(tx)
+    return Packed(tx, max_leaf_size)

@@ -6,6 +6,7 @@ traverses the tree once and computes a leaf's output and new moments together.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, NamedTuple
 
 import jax
@@ -39,6 +40,20 @@ class AdamState(NamedTuple):
     mu: PyTree
     nu: PyTree
     nu_max: PyTree | None
+
+
+def bias_correction(beta: Any, t: jax.Array) -> jax.Array:
+    """``1 - beta ** t`` without cancellation: ``-expm1(t log beta)``.
+
+    In float32, ``1 - 0.999 ** 1`` loses 5 of its 7 digits (relative error
+    1.3e-5, 6e-6 once square-rooted in Adam); the log form keeps them: ``log
+    beta`` is taken in float64 for a static ``beta``.
+    """
+    if not isinstance(beta, jax.Array):
+        if beta == 0:
+            return jnp.ones_like(t)
+        return -jnp.expm1(t * math.log(beta))
+    return -jnp.expm1(t * jnp.log(beta))  # a live (traced) beta, already float32
 
 
 def _check_eps_and_reset(module: Any) -> None:
@@ -206,8 +221,8 @@ class Adam(MomentModule):
     ) -> tuple[PyTree, AdamState]:
         step = state.step + 1
         t = step.astype(jnp.float32)
-        correction_1 = 1.0 - self.beta_1**t
-        correction_2 = 1.0 - self.beta_2**t
+        correction_1 = bias_correction(self.beta_1, t)
+        correction_2 = bias_correction(self.beta_2, t)
 
         def leaf(g: jax.Array, m: jax.Array, v: jax.Array, vmax: Any = None) -> tuple:
             dtype = compute_dtype(g.dtype, m.dtype)
