@@ -88,7 +88,9 @@ def test_bench_smoke_run_writes_json_markdown_and_png(tmp_path):
     report = json.loads((tmp_path / "bench.json").read_text())
     cases = {row["case"] for row in report["updates"]["rows"]}
     assert cases == {"adam", "clip+adamw", "declearn pipeline"}
-    assert all(v < 1e-5 for v in report["updates"]["max_relative_difference_vs_optax"].values())
+    for errors in report["updates"]["max_relative_difference_vs_optax"].values():
+        # gradchain is as close to the exact (float64) algorithm as optax in float32, or closer
+        assert errors["gradchain"] <= max(1.5 * errors["optax float32"], 1e-6)
     ratio = report["state_bytes"]["gradchain adam (bf16 moments)"] / report["state_bytes"]["gradchain adam (f32 moments)"]
     assert abs(ratio - 0.5) < 1e-3
     assert report["declearn"] == {"available": False, "reason": "skipped (--no-declearn)"}

@@ -102,23 +102,25 @@ class Accumulate(Wrapper):
             out, inner = self.inner_update(updates, state.inner, params, extra)
             return out, state._replace(inner=inner)
         k = self.every_k
+        last = state.micro_step == k - 1
         total = map_leaves(lambda g, s: s + g.astype(s.dtype), updates, state.grads_sum)
 
         def step(operands: tuple) -> tuple:
             total, inner_state = operands
             mean = map_leaves(lambda g, s: (s / k).astype(g.dtype), updates, total)
             out, new_inner = self.inner_update(mean, inner_state, params, extra)
-            out = map_leaves(lambda g, u: u.astype(g.dtype), updates, out)
-            return out, new_inner, zeros_like(total)
+            return map_leaves(lambda g, u: u.astype(g.dtype), updates, out), new_inner
 
         def wait(operands: tuple) -> tuple:
-            total, inner_state = operands
-            return zeros_like(updates), inner_state, total
+            return zeros_like(updates), operands[1]
 
-        last = state.micro_step == k - 1
-        out, inner, total = jax.lax.cond(last, step, wait, (total, state.inner))
+        # The running sum stays out of the cond: a branch that passes an operand
+        # through costs a copy of it (XLA gives a conditional fresh output buffers),
+        # while this select fuses with the sum itself.
+        out, inner = jax.lax.cond(last, step, wait, (total, state.inner))
+        grads_sum = map_leaves(lambda s: jnp.where(last, jnp.zeros((), s.dtype), s), total)
         micro_step = jnp.where(last, 0, state.micro_step + 1).astype(jnp.int32)
-        return out, AccumulateState(micro_step, total, inner)
+        return out, AccumulateState(micro_step, grads_sum, inner)
 
     def on_round_start(self, state: AccumulateState) -> AccumulateState:
         state = super().on_round_start(state)
