@@ -28,6 +28,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradchain.core.batching import auto_chunk, split_in_chunks
 from gradchain.core.transform import accepts_extra_args
@@ -119,6 +120,13 @@ def _example_losses(loss_fn: Any, params: PyTree, batch: PyTree) -> jax.Array:
     return jax.vmap(lambda example: loss_fn(params, _single(example)))(batch)
 
 
+def _map_examples(fn: Any, batch: PyTree, chunk: int) -> jax.Array:
+    """``fn`` over the examples, ``chunk`` at a time; one ``vmap`` when a chunk holds them all."""
+    if chunk >= jax.tree.leaves(batch)[0].shape[0]:
+        return jax.vmap(fn)(batch)
+    return jax.lax.map(fn, batch, batch_size=chunk)
+
+
 def _global_clipped_mean(loss_fn: Any, params: PyTree, batch: PyTree, sclip: Any, chunk: int) -> tuple:
     """Global clipping in two passes, never holding more than ``chunk`` gradients.
 
@@ -132,7 +140,7 @@ def _global_clipped_mean(loss_fn: Any, params: PyTree, batch: PyTree, sclip: Any
         grads = jax.grad(loss_fn)(params, _single(example))
         return sum(jnp.sum(jnp.square(g.astype(compute_dtype(g.dtype)))) for g in jax.tree.leaves(grads))
 
-    norms = jnp.sqrt(jax.lax.map(squared_norm, batch, batch_size=chunk))
+    norms = jnp.sqrt(_map_examples(squared_norm, batch, chunk))
     factors = jax.lax.stop_gradient(clip_factor(norms, sclip))
     losses, vjp = jax.vjp(lambda p: _example_losses(loss_fn, p, batch), params)
     (grads,) = vjp((factors / losses.shape[0]).astype(losses.dtype))
@@ -157,7 +165,7 @@ def _per_tensor_weighted_passes(loss_fn: Any, params: PyTree, batch: PyTree, scl
         grads = jax.grad(loss_fn)(params, _single(example))
         return jnp.stack([jnp.sum(jnp.square(g.astype(compute_dtype(g.dtype)))) for g in jax.tree.leaves(grads)])
 
-    factors = clip_factor(jnp.sqrt(jax.lax.map(squared_norms, batch, batch_size=chunk)), sclip)  # [B, K]
+    factors = clip_factor(jnp.sqrt(_map_examples(squared_norms, batch, chunk)), sclip)  # [B, K]
     losses, vjp = jax.vjp(lambda p: _example_losses(loss_fn, p, batch), params)
     cotangents = jax.lax.stop_gradient(factors.T / losses.shape[0]).astype(losses.dtype)  # [K, B]
     passes = jax.vmap(lambda c: vjp(c)[0])(cotangents)
@@ -373,6 +381,6 @@ def run_train_step(
     if sclip is not None:
         _check_sclip(sclip)
         _check_batch(batch)
-        sclip = jnp.asarray(sclip, jnp.float32)
+        sclip = sclip if is_traced(sclip) else np.float32(sclip)  # cheaper to pass than a new device array
     step = _jitted_step_donated if donate else _jitted_step
     return step(tx, loss_fn, clipping, params, state, batch, sclip, extra_args)

@@ -31,7 +31,8 @@ def compile_timed(fn: Callable[..., Any], args: Sequence[Any], donate: Sequence[
     count (fusions and copies)."""
     traces, compiles = [], []
     while True:
-        jitted = jax.jit(fn, donate_argnums=tuple(donate))  # a new cache each time
+        jax.clear_caches()  # or the repeats would hit the in-memory compilation cache
+        jitted = jax.jit(fn, donate_argnums=tuple(donate))
         start = time.perf_counter()
         lowered = jitted.lower(*args)
         traced = time.perf_counter()
