@@ -23,7 +23,6 @@ axis of size 1 is kept), so a ``loss_fn`` written for batches works unchanged.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import jax
@@ -33,7 +32,7 @@ import numpy as np
 from gradchain.core.batching import auto_chunk, split_in_chunks
 from gradchain.core.transform import accepts_extra_args
 from gradchain.core.tree import PyTree, apply_updates, compute_dtype, map_leaves
-from gradchain.core.validation import is_traced
+from gradchain.core.validation import as_real, is_traced
 from gradchain.modules.clipping import clip_factor
 
 __all__ = [
@@ -279,8 +278,8 @@ def _check_clipping(clipping: Any) -> None:
 def _check_sclip(sclip: Any) -> None:
     if is_traced(sclip):
         return
-    value = sclip.item() if hasattr(sclip, "item") and getattr(sclip, "shape", None) == () else sclip
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    value = as_real(sclip)
+    if value is None:
         raise TypeError(f"`sclip` must be a real number or None, got {type(sclip).__name__} {sclip!r}.")
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"`sclip` must be a finite number > 0, got {value!r}.")

@@ -8,12 +8,11 @@ a scheduler (instance or ``[name, config]``).
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gradchain.core.transform import Transform
-from gradchain.core.validation import is_traced
+from gradchain.core.validation import as_real, is_traced
 from gradchain.schedules.base import Scheduler
 
 __all__ = ["parse_plugin", "parse_plugins", "parse_rate"]
@@ -86,14 +85,12 @@ def parse_rate(value: Any, where: str) -> Any:
         raise TypeError(
             f"`{where}` must be a number or a [scheduler name, config] pair, got {value!r}."
         )
-    if hasattr(value, "item") and getattr(value, "shape", None) == ():
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    real = as_real(value)
+    if real is None:
         raise TypeError(
             f"`{where}` must be a number or a [scheduler name, config] pair, got "
             f"{type(value).__name__} {value!r}."
         )
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"`{where}` must be a finite number >= 0, got {value!r}.")
-    return value
+    if not math.isfinite(real) or real < 0:
+        raise ValueError(f"`{where}` must be a finite number >= 0, got {real!r}.")
+    return real

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 
 __all__ = [
+    "as_real",
     "check_bool",
     "check_choice",
     "check_int",
@@ -36,6 +37,15 @@ def _is_concrete_scalar(value: Any) -> bool:
 def _owner_name(owner: Any) -> str:
     name = getattr(type(owner), "name", None)
     return repr(name) if isinstance(name, str) else type(owner).__qualname__
+
+
+def as_real(value: Any) -> float | None:
+    """``value`` as a float when it is a real number (a 0-d array counts; a bool does not), else None."""
+    if _is_concrete_scalar(value):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
 
 
 def check_number(
@@ -62,14 +72,13 @@ def check_number(
         return
     if is_traced(value):
         return
-    if _is_concrete_scalar(value):
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    real = as_real(value)
+    if real is None:
         raise TypeError(
             f"{_owner_name(owner)}: `{field}` must be a real number, got "
             f"{type(value).__name__} {value!r}."
         )
-    value = float(value)
+    value = real
     allowed = _range_text(low, high, low_open, high_open)
     if not math.isfinite(value):
         raise ValueError(f"{_owner_name(owner)}: `{field}` must be finite, got {value!r}.")
