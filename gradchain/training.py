@@ -147,7 +147,7 @@ def _global_clipped_mean(loss_fn: Any, params: PyTree, batch: PyTree, sclip: Any
 
 
 #: Up to this many tensors, per-tensor clipping takes one backward pass per tensor
-#: (batched) instead of materializing per-example gradients chunk by chunk.
+#: (sharing one forward pass) instead of materializing per-example gradients chunk by chunk.
 MAX_WEIGHTED_PASSES = 16
 
 
@@ -156,8 +156,10 @@ def _per_tensor_weighted_passes(loss_fn: Any, params: PyTree, batch: PyTree, scl
 
     The clipped mean of tensor k is the gradient, with respect to that tensor,
     of ``sum_i c_ik l_i / B``: one backward pass of the per-example losses
-    with cotangents ``c_:k``. The K passes run as one ``vmap`` over the
-    cotangents; each keeps only its own tensor.
+    with cotangents ``c_:k``. The K passes share one forward pass (one
+    ``vjp``); each keeps only its own tensor, so XLA drops the other tensors'
+    gradients from it (batching the passes with ``vmap`` would compute them
+    all K times: ~15% slower on a 3-layer MLP).
     """
 
     def squared_norms(example: PyTree) -> jax.Array:
@@ -167,10 +169,9 @@ def _per_tensor_weighted_passes(loss_fn: Any, params: PyTree, batch: PyTree, scl
     factors = clip_factor(jnp.sqrt(_map_examples(squared_norms, batch, chunk)), sclip)  # [B, K]
     losses, vjp = jax.vjp(lambda p: _example_losses(loss_fn, p, batch), params)
     cotangents = jax.lax.stop_gradient(factors.T / losses.shape[0]).astype(losses.dtype)  # [K, B]
-    passes = jax.vmap(lambda c: vjp(c)[0])(cotangents)
-    leaves, treedef = jax.tree.flatten(passes)
-    grads = treedef.unflatten([leaf[k] for k, leaf in enumerate(leaves)])
-    return jnp.mean(losses.astype(compute_dtype(losses.dtype))), grads
+    treedef = jax.tree.structure(params)
+    grads = [jax.tree.leaves(vjp(cotangents[k])[0])[k] for k in range(treedef.num_leaves)]
+    return jnp.mean(losses.astype(compute_dtype(losses.dtype))), treedef.unflatten(grads)
 
 
 def _per_tensor_clipped_mean(loss_fn: Any, params: PyTree, batch: PyTree, sclip: Any, chunk: int) -> tuple:

@@ -14,6 +14,7 @@ import optax
 import gradchain as gc
 from gradchain.bench.cases import B2, EPS, LR
 from gradchain.bench.synthetic import synthetic_params
+from gradchain.bench.timing import Contender, race
 
 __all__ = ["bench_accumulation", "bench_per_example"]
 
@@ -77,7 +78,20 @@ class _MLP(nn.Module):
         return nn.Dense(10)(x)
 
 
-def bench_per_example(batch: int = 64, hidden_sizes=((64,), (256, 256)), steps: int = 50) -> list[dict]:
+#: label -> (sclip, clipping) of the per-example benchmark's contenders.
+_CLIPPING_MODES = {"plain": (None, None), "per-tensor": (1.0, "per-tensor"), "global": (1.0, "global")}
+
+
+def _train_step_contender(label, opt, loss_fn, params, data, sclip, clipping) -> Contender:
+    """``opt.run_train_step`` on a fixed batch, params and state carried from step to step."""
+
+    def step(p, s):
+        return opt.run_train_step(loss_fn, p, s, data, sclip=sclip, clipping=clipping)
+
+    return Contender(label, step, (params, opt.init(params)), lambda out, _: out[:2])
+
+
+def bench_per_example(batch: int = 64, hidden_sizes=((64,), (256, 256)), steps: int = 200) -> list[dict]:
     """Step time of ``run_train_step`` with per-example clipping, relative to a plain step."""
     rng = np.random.default_rng(0)
     rows = []
@@ -94,19 +108,11 @@ def bench_per_example(batch: int = 64, hidden_sizes=((64,), (256, 256)), steps: 
         opt = gc.sgd(0.01)
         row = {"hidden": list(hidden), "batch": batch,
                "params": int(sum(x.size for x in jax.tree.leaves(params)))}
-        for label, sclip, clipping in (("plain", None, None), ("per-tensor", 1.0, "per-tensor"),
-                                       ("global", 1.0, "global")):
-            p, s = params, opt.init(params)
-            for _ in range(3):  # compile and warm up
-                p, s, loss = opt.run_train_step(loss_fn, p, s, data, sclip=sclip, clipping=clipping)
-            jax.block_until_ready(loss)
-            times = []
-            for _ in range(steps):
-                start = time.perf_counter()
-                p, s, loss = opt.run_train_step(loss_fn, p, s, data, sclip=sclip, clipping=clipping)
-                jax.block_until_ready((p, loss))
-                times.append(time.perf_counter() - start)
-            row[f"{label} ms"] = float(np.median(times) * 1e3)
+        # Steps of the three modes interleaved, so machine noise hits them alike.
+        times = race([_train_step_contender(label, opt, loss_fn, params, data, *mode)
+                      for label, mode in _CLIPPING_MODES.items()], steps=steps, warmup=3)
+        for label, ms in times.items():
+            row[f"{label} ms"] = ms
         row["per-tensor / plain"] = row["per-tensor ms"] / row["plain ms"]
         row["global / plain"] = row["global ms"] / row["plain ms"]
         rows.append(row)
