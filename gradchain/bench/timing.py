@@ -1,4 +1,4 @@
-"""Timing helpers: trace and compile measured apart, interleaved medians of donated steps."""
+"""Timing helpers: trace and compile measured apart, interleaved medians of compilations and donated steps."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-__all__ = ["Contender", "compile_timed", "race", "time_jitted"]
+__all__ = ["Compilation", "Contender", "compile_race", "compile_timed", "race", "time_jitted"]
 
 
 class Contender(NamedTuple):
@@ -21,33 +21,62 @@ class Contender(NamedTuple):
     carry: Callable[[Any, tuple], tuple] | None
 
 
-#: Compilations faster than this are repeated (median of 3) to tame timing noise.
+#: Compilations faster than this are repeated (median of 5) to tame timing noise.
 REPEAT_BELOW_S = 5.0
+REPEATS = 5
+
+
+class Compilation(NamedTuple):
+    """A function to compile on given arguments, the named ones donated."""
+
+    label: str
+    fn: Callable[..., Any]
+    args: Sequence[Any]
+    donate: Sequence[int] = ()
+
+
+def _compile_once(c: Compilation) -> tuple[Any, float, float]:
+    jax.clear_caches()  # or the repeats would hit the in-memory compilation cache
+    jitted = jax.jit(c.fn, donate_argnums=tuple(c.donate))
+    start = time.perf_counter()
+    lowered = jitted.lower(*c.args)
+    traced = time.perf_counter()
+    compiled = lowered.compile()
+    return compiled, traced - start, time.perf_counter() - traced
+
+
+def compile_race(compilations: Sequence[Compilation]) -> dict[str, tuple[Any, dict]]:
+    """``label -> (executable, timings)``: trace and compile seconds of ``jit(fn)``, measured apart,
+    and the HLO kernel count (fusions and copies).
+
+    Compilations under :data:`REPEAT_BELOW_S` are repeated (median of
+    :data:`REPEATS`), round-robin like :func:`race`, so that a drift of the
+    machine does not favour whichever compiled first.
+    """
+    traces: dict[str, list[float]] = {c.label: [] for c in compilations}
+    compiles: dict[str, list[float]] = {c.label: [] for c in compilations}
+    executables: dict[str, Any] = {}
+    for round_ in range(REPEATS):
+        for c in compilations:
+            if round_ and compiles[c.label][0] >= REPEAT_BELOW_S:
+                continue
+            executables[c.label], trace_s, compile_s = _compile_once(c)
+            traces[c.label].append(trace_s)
+            compiles[c.label].append(compile_s)
+    out = {}
+    for c in compilations:
+        text = executables[c.label].as_text() or ""
+        out[c.label] = (executables[c.label], {
+            "trace_s": float(np.median(traces[c.label])),
+            "compile_s": float(np.median(compiles[c.label])),
+            "kernels": text.count(" fusion(") + text.count(" copy("),
+        })
+    return out
 
 
 def compile_timed(fn: Callable[..., Any], args: Sequence[Any], donate: Sequence[int] = ()) -> tuple[Any, dict]:
-    """``jit(fn)`` lowered and compiled: the executable and its trace / compile seconds
-    (medians of 3 when a compilation takes under :data:`REPEAT_BELOW_S`) and HLO kernel
-    count (fusions and copies)."""
-    traces, compiles = [], []
-    while True:
-        jax.clear_caches()  # or the repeats would hit the in-memory compilation cache
-        jitted = jax.jit(fn, donate_argnums=tuple(donate))
-        start = time.perf_counter()
-        lowered = jitted.lower(*args)
-        traced = time.perf_counter()
-        compiled = lowered.compile()
-        done = time.perf_counter()
-        traces.append(traced - start)
-        compiles.append(done - traced)
-        if len(compiles) == 3 or compiles[0] >= REPEAT_BELOW_S:
-            break
-    text = compiled.as_text() or ""
-    return compiled, {
-        "trace_s": float(np.median(traces)),
-        "compile_s": float(np.median(compiles)),
-        "kernels": text.count(" fusion(") + text.count(" copy("),
-    }
+    """:func:`compile_race` of one function: its executable and timings."""
+    return compile_race([Compilation("fn", fn, args, donate)])["fn"]
 
 
 def race(contenders: Sequence[Contender], steps: int = 20, warmup: int = 2) -> dict[str, float]:

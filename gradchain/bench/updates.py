@@ -11,13 +11,13 @@ import optax
 import gradchain as gc
 from gradchain.bench.cases import CASES, check_equivalence
 from gradchain.bench.synthetic import synthetic_params
-from gradchain.bench.timing import Contender, compile_timed, race
+from gradchain.bench.timing import Compilation, Contender, compile_race, race
 
 __all__ = ["bench_state_bytes", "bench_updates"]
 
 
-def _contender(label: str, tx: Any, params: dict, grads: dict) -> tuple[Contender, dict]:
-    """The update with the gradients and the state donated (as in a training step,
+def _contenders(txs: dict[str, Any], params: dict, grads: dict) -> tuple[list[Contender], dict]:
+    """Each update with the gradients and the state donated (as in a training step,
     where both are dead afterwards); each call gets a fresh copy of the gradients.
 
     Donating the state alone would make XLA copy buffers whose output slot
@@ -25,14 +25,17 @@ def _contender(label: str, tx: Any, params: dict, grads: dict) -> tuple[Contende
     donated too, inputs and outputs line up for optax and gradchain alike.
     """
     fresh = lambda: jax.tree.map(jnp.copy, grads)  # noqa: E731
-    args = (fresh(), tx.init(params), params)
-    compiled, timings = compile_timed(lambda g, s, p: tx.update(g, s, p), args, donate=(0, 1))
-    return Contender(label, compiled, args, lambda out, a: (fresh(), out[1], a[2])), timings
+    args = {label: (fresh(), tx.init(params), params) for label, tx in txs.items()}
+    compiled = compile_race([Compilation(label, lambda g, s, p, tx=tx: tx.update(g, s, p), args[label], (0, 1))
+                             for label, tx in txs.items()])
+    contenders = [Contender(label, compiled[label][0], args[label], lambda out, a: (fresh(), out[1], a[2]))
+                  for label in txs]
+    return contenders, {label: timings for label, (_, timings) in compiled.items()}
 
 
 def bench_updates(leaf_counts: list[int], total: int, steps: int = 20, log=print) -> dict:
     """Step and compile time of each case at each leaf count: gradchain (per-leaf and
-    packed) and optax, with the ratios gradchain / optax. The three run interleaved."""
+    packed) and optax, with the ratios gradchain / optax. The three compile and run interleaved."""
     rows = []
     equivalence = None
     for n in leaf_counts:
@@ -41,10 +44,8 @@ def bench_updates(leaf_counts: list[int], total: int, steps: int = 20, log=print
         if equivalence is None:
             equivalence = check_equivalence(params, grads)
         for case, (ours, theirs) in CASES.items():
-            contenders, timings = [], {}
-            for label, tx in (("optax", theirs()), ("gradchain", ours()), ("gradchain packed", gc.packed(ours()))):
-                contender, timings[label] = _contender(label, tx, params, grads)
-                contenders.append(contender)
+            txs = {"optax": theirs(), "gradchain": ours(), "gradchain packed": gc.packed(ours())}
+            contenders, timings = _contenders(txs, params, grads)
             for label, step in race(contenders, steps).items():
                 timings[label]["step_ms"] = step
                 log(f"  {case:18s} {n:5d} leaves  {label:17s} {_fmt(timings[label])}")
