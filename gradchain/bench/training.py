@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +14,7 @@ import gradchain as gc
 from gradchain.bench.cases import B2, EPS, LR
 from gradchain.bench.synthetic import synthetic_params
 from gradchain.bench.timing import Contender, race
+from gradchain.examples.digits import MLP
 
 __all__ = ["bench_accumulation", "bench_per_example"]
 
@@ -68,16 +68,6 @@ def bench_accumulation(n_leaves: int, total: int, every_k: int = 8, cycles: int 
     return out
 
 
-class _MLP(nn.Module):
-    hidden: tuple[int, ...]
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for width in self.hidden:
-            x = nn.relu(nn.Dense(width)(x))
-        return nn.Dense(10)(x)
-
-
 #: label -> (sclip, clipping) of the per-example benchmark's contenders.
 _CLIPPING_MODES = {"plain": (None, None), "per-tensor": (1.0, "per-tensor"), "global": (1.0, "global")}
 
@@ -96,7 +86,7 @@ def bench_per_example(batch: int = 64, hidden_sizes=((64,), (256, 256)), steps: 
     rng = np.random.default_rng(0)
     rows = []
     for hidden in hidden_sizes:
-        model = _MLP(tuple(hidden))
+        model = MLP(tuple(hidden))
         data = {"x": jnp.asarray(rng.normal(size=(batch, 64)), jnp.float32),
                 "y": jnp.asarray(rng.integers(0, 10, batch), jnp.int32)}
         params = model.init(jax.random.PRNGKey(0), data["x"][:1])

@@ -185,7 +185,7 @@ def global_norm(tree: PyTree) -> jax.Array:
     if not leaves:
         return jnp.zeros((), jnp.float32)
     total = sum(
-        jnp.sum(jnp.square(x.astype(jnp.promote_types(x.dtype, jnp.float32))))
+        jnp.sum(jnp.square(x.astype(compute_dtype(x.dtype))))
         for x in leaves
     )
     return jnp.sqrt(total)

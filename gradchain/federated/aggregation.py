@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from gradchain.core.tree import PyTree, check_same_structure
+from gradchain.core.tree import PyTree, check_same_structure, compute_dtype
 
 __all__ = ["aggregate_aux_vars", "pseudo_gradient", "stack_clients", "sum_over_clients", "weighted_mean"]
 
@@ -95,7 +95,7 @@ def weighted_mean(stacked: PyTree, weights: jax.Array) -> PyTree:
 
     def mean(x: jax.Array) -> jax.Array:
         w = jnp.reshape(weights, (-1,) + (1,) * (x.ndim - 1))
-        return (jnp.sum(x.astype(jnp.promote_types(x.dtype, jnp.float32)) * w, axis=0) * scale).astype(x.dtype)
+        return (jnp.sum(x.astype(compute_dtype(x.dtype)) * w, axis=0) * scale).astype(x.dtype)
 
     return jax.tree.map(mean, stacked)
 

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradchain.core.tree import PyTree, map_leaves, zeros_leaf, zeros_like
+from gradchain.core.tree import PyTree, compute_dtype, map_leaves, zeros_leaf, zeros_like
 from gradchain.core.validation import check_choice, check_int
 from gradchain.wrappers.base import Wrapper
 
@@ -87,7 +87,7 @@ class Accumulate(Wrapper):
     def _sum_dtype(self, leaf: Any) -> Any:
         if self.accumulator_dtype is not None:
             return jnp.dtype(self.accumulator_dtype)
-        return jnp.promote_types(jnp.result_type(leaf), jnp.float32)
+        return compute_dtype(jnp.result_type(leaf))
 
     def init(self, params: PyTree) -> AccumulateState:
         sums = None

@@ -29,7 +29,7 @@ from gradchain.core.chain import unique_keys
 from gradchain.core.registry import Registered
 from gradchain.core.transform import Transform, accepts_extra_args, element_name
 from gradchain.core.tree import PyTree
-from gradchain.core.validation import is_traced
+from gradchain.core.validation import as_real, is_traced
 from gradchain.wrappers.base import Wrapper
 
 __all__ = ["Live", "LiveState", "get_hyperparams", "hyperparams_of", "live", "set_hyperparams"]
@@ -306,8 +306,8 @@ def _as_f32(path: str, value: Any) -> Any:
         return jnp.asarray(raw, jnp.float32)
     if getattr(raw, "shape", ()) != ():
         raise ValueError(f"Hyper-parameter {path!r} must be a scalar, got shape {raw.shape}.")
-    number = raw.item() if hasattr(raw, "item") else raw
-    if isinstance(number, bool) or not isinstance(number, numbers.Real):
+    number = as_real(raw)
+    if number is None:
         raise TypeError(
             f"Hyper-parameter {path!r} must be a real number, got {type(raw).__name__} {raw!r}."
         )
