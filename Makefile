@@ -29,9 +29,11 @@ bench: $(VENV)/.bench-deps
 
 lint: $(VENV)/.test-deps
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 
 test: $(VENV)/.test-deps lint
 	$(PY) -m pytest -n 2 -q tests gradchain --nbmake notebooks
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis .mypy_cache .import_linter_cache

@@ -6,6 +6,10 @@ composes them, and ``Optimizer`` runs declearn's pipeline (regularizers ->
 modules -> learning rate and decoupled weight decay -> constraints) with JSON
 configs, state export and federated hooks.
 
+The root holds what a training loop uses; building blocks live in
+``gc.modules``, ``gc.regularizers``, ``gc.constraints`` and ``gc.schedules``,
+pytree helpers in ``gc.tree`` (see ARCHITECTURE.md).
+
 Example:
     >>> import jax, jax.numpy as jnp, gradchain as gc
     >>> opt = gc.Optimizer(lrate=0.1)
@@ -17,60 +21,28 @@ Example:
     Array([ 0.8, -1.6], dtype=float32)
 """
 
-from gradchain import (  # registers the catalog
+import warnings
+from typing import Any
+
+from gradchain import (  # the namespaces; importing the catalog registers it
     constraints,
+    core,
     federated,
+    fisher,
     modules,
-    presets,
+    optimizers,
+    persistence,
+    privacy,
     regularizers,
+    schedules,
+    training,
+    wrappers,
 )
-from gradchain.checkpoint import Restored, restore_checkpoint, save_checkpoint
-from gradchain.constraints import ClampParams, L2Ball, LinfBall
-from gradchain.core import (
-    Chain,
-    Constraint,
-    EmptyState,
-    Module,
-    Packed,
-    Registry,
-    Regularizer,
-    Transform,
-    apply_updates,
-    chain,
-    check_same_structure,
-    global_norm,
-    map_leaves,
-    map_leaves_multi,
-    named_chain,
-    packed,
-    tree_scale,
-    zeros_like,
-)
-from gradchain.federated import aggregate_aux_vars
-from gradchain.fisher import consolidate, fisher_diagonal
-from gradchain.modules import (
-    EWMA,
-    AdaGrad,
-    Adam,
-    ClampGradient,
-    FrankWolfe,
-    GaussianNoise,
-    L1Normalize,
-    L1qNormalize,
-    L2Clipping,
-    L2GlobalClipping,
-    L2Normalize,
-    Momentum,
-    RMSProp,
-    ScaffoldClient,
-    ScaffoldServer,
-    Sign,
-    TopQ,
-    Yogi,
-    YogiMomentum,
-)
-from gradchain.optimizer import Optimizer
-from gradchain.presets import (
+from gradchain.core import tree
+from gradchain.core.chain import chain, named_chain
+from gradchain.core.tree import apply_updates
+from gradchain.optimizers import (
+    Optimizer,
     adagrad,
     adam,
     frank_wolfe,
@@ -85,146 +57,132 @@ from gradchain.presets import (
     top_q,
     yogi,
 )
-from gradchain.privacy import DPSGD, calibrate_noise_multiplier, compute_epsilon, dp_sgd
-from gradchain.regularizers import FedProx, Lasso, ParameterChange, Ridge
-from gradchain.schedules import Scheduler
-from gradchain.training import batch_grads, clip_per_example, per_example_grads, run_train_step
-from gradchain.wrappers import (
-    Accumulate,
-    AccumulateState,
-    Live,
-    LiveState,
-    SkipNonFinite,
-    SkipNonFiniteState,
-    accumulate,
-    get_hyperparams,
-    hyperparams_of,
-    live,
-    set_hyperparams,
-    skip_nonfinite,
+from gradchain.persistence import (
+    restore_checkpoint,
+    save_checkpoint,
     transform_config,
     transform_from_config,
 )
+from gradchain.privacy import calibrate_noise_multiplier, compute_epsilon, dp_sgd
+from gradchain.training import batch_grads, clip_per_example, per_example_grads, run_train_step
+from gradchain.wrappers import (
+    accumulate,
+    flatten,
+    get_hyperparams,
+    inject_hyperparams,
+    set_hyperparams,
+    skip_nonfinite,
+)
 
-__version__ = "0.1.0"
-
-
-def list_modules() -> dict[str, type]:
-    """``{name: class}`` of every registered Module."""
-    return Module.registry.snapshot()
-
-
-def list_regularizers() -> dict[str, type]:
-    """``{name: class}`` of every registered Regularizer."""
-    return Regularizer.registry.snapshot()
-
-
-def list_constraints() -> dict[str, type]:
-    """``{name: class}`` of every registered Constraint."""
-    return Constraint.registry.snapshot()
-
-
-def list_schedulers() -> dict[str, type]:
-    """``{name: class}`` of every registered Scheduler."""
-    return Scheduler.registry.snapshot()
-
+__version__ = "0.2.0.dev0"
 
 __all__ = [
-    "Accumulate",
-    "AccumulateState",
-    "AdaGrad",
-    "Adam",
-    "Chain",
-    "ClampGradient",
-    "ClampParams",
-    "Constraint",
-    "DPSGD",
-    "EWMA",
-    "EmptyState",
-    "FedProx",
-    "FrankWolfe",
-    "GaussianNoise",
-    "L1Normalize",
-    "L1qNormalize",
-    "L2Ball",
-    "L2Clipping",
-    "L2GlobalClipping",
-    "L2Normalize",
-    "Lasso",
-    "LinfBall",
-    "Live",
-    "LiveState",
-    "Module",
-    "Momentum",
     "Optimizer",
-    "Packed",
-    "ParameterChange",
-    "RMSProp",
-    "Registry",
-    "Regularizer",
-    "Restored",
-    "Ridge",
-    "ScaffoldClient",
-    "ScaffoldServer",
-    "Scheduler",
-    "Sign",
-    "SkipNonFinite",
-    "SkipNonFiniteState",
-    "TopQ",
-    "Transform",
-    "Yogi",
-    "YogiMomentum",
     "__version__",
     "accumulate",
     "adagrad",
     "adam",
-    "aggregate_aux_vars",
     "apply_updates",
     "batch_grads",
     "calibrate_noise_multiplier",
     "chain",
-    "check_same_structure",
     "clip_per_example",
     "compute_epsilon",
-    "consolidate",
     "constraints",
+    "core",
     "dp_sgd",
     "federated",
-    "fisher_diagonal",
+    "fisher",
+    "flatten",
     "frank_wolfe",
     "get_hyperparams",
-    "global_norm",
-    "hyperparams_of",
+    "inject_hyperparams",
     "l1_normed",
     "l1q_normed",
     "l2_normed",
     "l2_projected",
     "linf_projected",
-    "list_constraints",
-    "list_modules",
-    "list_regularizers",
-    "list_schedulers",
-    "live",
-    "map_leaves",
-    "map_leaves_multi",
     "modules",
     "named_chain",
-    "packed",
+    "optimizers",
     "per_example_grads",
-    "presets",
+    "persistence",
+    "privacy",
     "regularizers",
     "restore_checkpoint",
     "rmsprop",
     "run_train_step",
     "save_checkpoint",
+    "schedules",
     "set_hyperparams",
     "sgd",
     "signed",
     "skip_nonfinite",
     "top_q",
+    "training",
     "transform_config",
     "transform_from_config",
-    "tree_scale",
+    "tree",
+    "wrappers",
     "yogi",
-    "zeros_like",
 ]
+
+# -- names of 0.1, kept for one release: each warns and points to its new home ----------
+_DEPRECATED: dict[str, tuple[str, str]] = {
+    # building blocks moved to their family's namespace (no root names differing by case)
+    **{name: ("modules", name) for name in modules.__all__ if name[0].isupper()},
+    **{name: ("regularizers", name) for name in ("FedProx", "Lasso", "ParameterChange", "Ridge")},
+    **{name: ("constraints", name) for name in ("ClampParams", "L2Ball", "LinfBall")},
+    "Scheduler": ("schedules", "Scheduler"),
+    "Transform": ("core", "Transform"),
+    "Registry": ("core", "Registry"),
+    "EmptyState": ("core", "EmptyState"),
+    "Chain": ("core", "Chain"),
+    # pytree helpers live in gc.tree
+    "zeros_like": ("tree", "zeros_like"),
+    "map_leaves": ("tree", "map_leaves"),
+    "map_leaves_multi": ("tree", "map_leaves_multi"),
+    "global_norm": ("tree", "global_norm"),
+    "check_same_structure": ("tree", "check_same_structure"),
+    "tree_scale": ("tree", "scale"),
+    # names that now say what they do
+    "live": ("wrappers", "inject_hyperparams"),
+    "Live": ("wrappers", "InjectHyperparams"),
+    "LiveState": ("wrappers", "InjectHyperparamsState"),
+    "hyperparams_of": ("wrappers", "injectable_hyperparams"),
+    "packed": ("wrappers", "flatten"),
+    "Packed": ("wrappers", "Flatten"),
+    "Accumulate": ("wrappers", "Accumulate"),
+    "AccumulateState": ("wrappers", "AccumulateState"),
+    "SkipNonFinite": ("wrappers", "SkipNonFinite"),
+    "SkipNonFiniteState": ("wrappers", "SkipNonFiniteState"),
+    "presets": ("optimizers", "presets"),
+    "DPSGD": ("privacy", "DPSGD"),
+    "Restored": ("persistence", "Restored"),
+    "aggregate_aux_vars": ("federated", "aggregate_aux_vars"),
+    "consolidate": ("fisher", "consolidate"),
+    "fisher_diagonal": ("fisher", "fisher_diagonal"),
+    "list_modules": ("modules", "registry"),
+    "list_regularizers": ("regularizers", "registry"),
+    "list_constraints": ("constraints", "registry"),
+    "list_schedulers": ("schedules", "registry"),
+}
+_DEPRECATED["Module"] = ("modules", "Module")
+_DEPRECATED["Regularizer"] = ("regularizers", "Regularizer")
+_DEPRECATED["Constraint"] = ("constraints", "Constraint")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _DEPRECATED:
+        raise AttributeError(f"module 'gradchain' has no attribute {name!r}")
+    namespace, attr = _DEPRECATED[name]
+    new = f"gradchain.{namespace}.{attr}"
+    warnings.warn(
+        f"gradchain.{name} is deprecated and will be removed in 0.3: use {new}.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    value = getattr(globals()[namespace], attr)
+    if name.startswith("list_"):
+        return value.snapshot  # the 0.1 functions returned {name: class}
+    return value

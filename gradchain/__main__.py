@@ -1,5 +1,5 @@
 """``python -m gradchain``: the command-line interface."""
 
-from gradchain.cli import main
+from gradchain.app.cli import main
 
 raise SystemExit(main())

@@ -2,8 +2,8 @@
 
 Continual learning with EWC, end of a task::
 
-    fisher = gc.fisher_diagonal(example_loss, params, task_data)
-    state = gc.consolidate(opt, state, params, fisher)   # the next tasks are pulled back
+    fisher = gc.fisher.fisher_diagonal(example_loss, params, task_data)
+    state = gc.fisher.consolidate(opt, state, params, fisher)   # the next tasks are pulled back
 
 ``example_loss(params, example)`` is the negative log-likelihood of *one*
 example (no batch axis); ``task_data`` is any pytree whose leaves share a
@@ -20,11 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradchain.core.batching import split_in_chunks
 from gradchain.core.chain import Chain
 from gradchain.core.tree import PyTree, compute_dtype
-from gradchain.optimizer import Optimizer
+from gradchain.optimizers.optimizer import Optimizer
 from gradchain.regularizers.parameter_change import ParameterChange
+from gradchain.training.chunks import split_in_chunks
 
 __all__ = ["consolidate", "fisher_diagonal"]
 
@@ -61,7 +61,7 @@ def fisher_diagonal(
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> loss = lambda p, x: 0.5 * (p["w"] * x) ** 2      # gradient w * x^2
-        >>> gc.fisher_diagonal(loss, {"w": jnp.array(1.0)}, jnp.array([1.0, 2.0]), chunk_size=1)
+        >>> gc.fisher.fisher_diagonal(loss, {"w": jnp.array(1.0)}, jnp.array([1.0, 2.0]), chunk_size=1)
         {'w': Array(8.5, dtype=float32)}
     """
     leaves = jax.tree.leaves(data)
@@ -128,7 +128,7 @@ def consolidate(
         >>> import jax.numpy as jnp, gradchain as gc
         >>> opt = gc.Optimizer(0.1, regularizers=[("parameter-change", {"alpha": 1.0})])
         >>> params = {"w": jnp.ones(2)}
-        >>> state = gc.consolidate(opt, opt.init(params), params)
+        >>> state = gc.fisher.consolidate(opt, opt.init(params), params)
         >>> float(opt.penalties({"w": jnp.zeros(2)}, state)["parameter-change"])
         2.0
     """

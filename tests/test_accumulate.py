@@ -150,7 +150,7 @@ def test_round_start_drops_the_partial_sum_and_reaches_the_inner_optimizer():
     acc = gc.accumulate(gc.adam(0.05), 3)
     _, state = acc.update(jax.grad(loss_fn)(params, batch), acc.init(params), params)
     assert int(state.micro_step) == 1
-    state = jax.jit(acc.on_round_start)(state)
+    state = jax.jit(acc.start_round)(state)
     assert int(state.micro_step) == 0
     assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(state.grads_sum))
     assert int(state.inner["descent"].rounds_started) == 1

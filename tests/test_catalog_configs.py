@@ -51,7 +51,7 @@ def test_round_reset_survives_the_round_trip():
 @pytest.mark.parametrize("build, module", [
     (lambda: gc.sgd(0.1), None),
     (lambda: gc.sgd(0.1, momentum=0.9, nesterov=True), gc.modules.Momentum(0.9, True)),
-    (lambda: gc.adam(1e-3, beta_2=0.999, amsgrad=True), gc.modules.Adam(0.9, 0.999, True)),
+    (lambda: gc.adam(1e-3, beta_2=0.999, amsgrad=True), gc.modules.Adam(0.9, 0.999, amsgrad=True)),
     (lambda: gc.yogi(1e-2, eps=1e-3), gc.modules.Yogi(eps=1e-3)),
     (lambda: gc.rmsprop(1e-2, beta=0.99, eps=1e-8), gc.modules.RMSProp(0.99, 1e-8)),
     (lambda: gc.adagrad(0.1, eps=1e-10), gc.modules.AdaGrad(1e-10)),
@@ -93,7 +93,7 @@ def test_bad_hyperparameters_name_the_argument(factory, kwargs, error, pattern):
     with pytest.raises(error, match=pattern):
         factory(**kwargs)
     with pytest.raises(error, match=pattern):  # the same through a config
-        gc.Optimizer.from_config({"lrate": 0.1, "modules" if issubclass(factory, gc.Module)
+        gc.Optimizer.from_config({"lrate": 0.1, "modules" if issubclass(factory, gc.modules.Module)
                                   else "regularizers": [[factory.name, kwargs]]})
 
 

@@ -109,27 +109,27 @@ def test_rmsprop_and_adagrad_sequences():
 
 def test_clipping_worked_values():
     per_tensor, _ = gc.modules.L2Clipping(1.0).update(
-        {"a": jnp.array([3.0, 4.0]), "b": jnp.array([0.1])}, gc.EmptyState())
+        {"a": jnp.array([3.0, 4.0]), "b": jnp.array([0.1])}, gc.core.EmptyState())
     np.testing.assert_allclose(per_tensor["a"], [0.6, 0.8], rtol=1e-6)
     np.testing.assert_allclose(per_tensor["b"], [0.1], rtol=1e-6)
     total, _ = gc.modules.L2GlobalClipping(1.0).update(
-        {"a": jnp.array([3.0, 4.0]), "b": jnp.array([0.0])}, gc.EmptyState())
+        {"a": jnp.array([3.0, 4.0]), "b": jnp.array([0.0])}, gc.core.EmptyState())
     np.testing.assert_allclose(total["a"], [0.6, 0.8], rtol=1e-6)
     np.testing.assert_allclose(total["b"], [0.0])
-    zero, _ = gc.modules.L2Clipping(1.0).update({"a": jnp.zeros(3)}, gc.EmptyState())
+    zero, _ = gc.modules.L2Clipping(1.0).update({"a": jnp.zeros(3)}, gc.core.EmptyState())
     np.testing.assert_array_equal(zero["a"], np.zeros(3))  # no 0/0
 
 
 def test_penalty_regularizers():
     w = jnp.array([-2.0, 0.0, 3.0])
     g = jnp.array([0.5, 0.5, 0.5])
-    lasso, _ = gc.regularizers.Lasso(0.1).update(g, gc.EmptyState(), w)
+    lasso, _ = gc.regularizers.Lasso(0.1).update(g, gc.core.EmptyState(), w)
     np.testing.assert_allclose(lasso, [0.4, 0.5, 0.6], rtol=1e-6)
-    ridge, _ = gc.regularizers.Ridge(0.1).update(g, gc.EmptyState(), w)
+    ridge, _ = gc.regularizers.Ridge(0.1).update(g, gc.core.EmptyState(), w)
     np.testing.assert_allclose(ridge, [0.1, 0.5, 1.1], rtol=1e-6)
     for reg in (gc.regularizers.Lasso(0.1), gc.regularizers.Ridge(0.1)):
-        grad_of_penalty = jax.grad(lambda p, reg=reg: reg.penalty(p, gc.EmptyState()))(jnp.array([-2.0, 1.0, 3.0]))
-        added, _ = reg.update(jnp.zeros(3), gc.EmptyState(), jnp.array([-2.0, 1.0, 3.0]))
+        grad_of_penalty = jax.grad(lambda p, reg=reg: reg.penalty(p, gc.core.EmptyState()))(jnp.array([-2.0, 1.0, 3.0]))
+        added, _ = reg.update(jnp.zeros(3), gc.core.EmptyState(), jnp.array([-2.0, 1.0, 3.0]))
         np.testing.assert_allclose(added, grad_of_penalty, rtol=1e-6)
 
 

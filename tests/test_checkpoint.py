@@ -57,7 +57,7 @@ OPTIMIZER = gc.Optimizer(
     "tx",
     [
         OPTIMIZER,
-        gc.accumulate(gc.skip_nonfinite(gc.live(OPTIMIZER), max_consecutive=2), every_k=2),
+        gc.accumulate(gc.skip_nonfinite(gc.inject_hyperparams(OPTIMIZER), max_consecutive=2), every_k=2),
         gc.dp_sgd(0.05, 1.0, 1.0, modules=["momentum"], safe_mode=False, seed=1),
     ],
     ids=["optimizer", "wrappers", "dp-sgd"],
@@ -65,7 +65,7 @@ OPTIMIZER = gc.Optimizer(
 def test_restored_run_continues_bit_identically(tx, tmp_path):
     params, batches = problem()
     state = tx.init(params)
-    if isinstance(tx, gc.Accumulate):  # a live value other than the default must survive
+    if isinstance(tx, gc.wrappers.Accumulate):  # a live value other than the default must survive
         state = gc.set_hyperparams(state, {"modules/adam/beta_1": 0.8})
     params, state = train(tx, params, state, batches[:3])
     path = gc.save_checkpoint(tmp_path / "ckpt", tx, state, params)

@@ -9,7 +9,8 @@ import sys
 import pytest
 
 import gradchain as gc
-from gradchain.cli import main
+from gradchain.app.cli import main
+from gradchain.app.examples.demo import DEMO_CONFIGS
 
 
 def run(*args):
@@ -20,8 +21,8 @@ def run(*args):
 def test_list_shows_every_registered_name_with_its_arguments(capsys):
     assert main(["list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    for family, registered in (("modules", gc.list_modules()), ("regularizers", gc.list_regularizers()),
-                               ("constraints", gc.list_constraints()), ("schedulers", gc.list_schedulers())):
+    for family, registered in (("modules", gc.modules.registry.snapshot()), ("regularizers", gc.regularizers.registry.snapshot()),
+                               ("constraints", gc.constraints.registry.snapshot()), ("schedulers", gc.schedules.registry.snapshot())):
         assert set(listed[family]) == set(registered)
     assert listed["modules"]["adam"]["arguments"]["beta_2"] == 0.99
     assert listed["constraints"]["l2-ball"]["arguments"]["epsilon"] == "(required)"
@@ -79,7 +80,13 @@ def test_demo_runs_and_saves_the_loss_plot(tmp_path):
     assert "test acc" in result.stdout and "compile s" in result.stdout
     assert (tmp_path / "demo_loss.png").stat().st_size > 1000
     configs = json.loads((tmp_path / "demo_configs.json").read_text())
-    assert all(gc.Optimizer.from_config(c) for c in configs.values())
+    assert configs == DEMO_CONFIGS  # the file holds the configs that were trained, all of them
+    table = result.stdout[result.stdout.index("test acc"):]
+    for name, config in configs.items():
+        assert f"\n{name} " in table, f"no table row for {name!r}"
+        opt = gc.Optimizer.from_config(config)
+        assert [m.name for m in opt.modules] == [spec[0] for spec in config.get("modules", [])]
+        assert gc.Optimizer.from_config(json.loads(json.dumps(opt.get_config()))) == opt
 
 
 def test_bench_smoke_run_writes_json_markdown_and_png(tmp_path):

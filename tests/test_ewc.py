@@ -114,19 +114,19 @@ def test_consolidate_into_an_optimizer_state_and_log_the_penalty():
     params = {"w": jnp.array([1.0, 2.0])}
     state = opt.init(params)
     fisher = {"w": jnp.array([1.0, 0.0])}
-    state = gc.consolidate(opt, state, params, fisher)
+    state = gc.fisher.consolidate(opt, state, params, fisher)
     moved = {"w": jnp.array([2.0, 5.0])}
     assert float(opt.penalties(moved, state)["parameter-change"]) == pytest.approx(2.0)
     assert int(state["parameter-change"].tasks) == 1
     with pytest.raises(ValueError, match="this optimizer has none"):
-        gc.consolidate(gc.Optimizer(0.1), gc.Optimizer(0.1).init(params), params)
+        gc.fisher.consolidate(gc.Optimizer(0.1), gc.Optimizer(0.1).init(params), params)
 
 
 def test_ewc_keeps_the_weights_that_matter_for_the_old_task():
     """Task B pulls w towards (0, 0); EWC with a Fisher that protects w[0] keeps it near task A's."""
     task_a = jnp.array([3.0, 3.0])
     opt = gc.Optimizer(0.1, regularizers=[("parameter-change", {"alpha": 5.0})])
-    state = gc.consolidate(opt, opt.init(task_a), task_a, jnp.array([1.0, 0.0]))
+    state = gc.fisher.consolidate(opt, opt.init(task_a), task_a, jnp.array([1.0, 0.0]))
     params = task_a
     step = jax.jit(lambda p, s: opt.apply_gradients(p, jax.grad(lambda q: jnp.sum(q**2))(p), s))
     for _ in range(200):
@@ -154,7 +154,7 @@ def data(n=37, d=5):
 def test_fisher_diagonal_is_the_mean_of_squared_per_example_gradients(chunk_size):
     params = {"w": jnp.asarray(RNG.normal(size=5), jnp.float32), "b": jnp.zeros(())}
     x, y = data()
-    fisher = gc.fisher_diagonal(logistic_nll, params, (x, y), chunk_size=chunk_size)
+    fisher = gc.fisher.fisher_diagonal(logistic_nll, params, (x, y), chunk_size=chunk_size)
     per_example = [jax.grad(logistic_nll)(params, (x[i], y[i])) for i in range(x.shape[0])]
     expected = jax.tree.map(lambda *gs: np.mean([np.asarray(g) ** 2 for g in gs], axis=0), *per_example)
     for a, b in zip(jax.tree.leaves(fisher), jax.tree.leaves(expected)):
@@ -165,11 +165,11 @@ def test_fisher_diagonal_is_the_mean_of_squared_per_example_gradients(chunk_size
 def test_fisher_diagonal_rejects_bad_data():
     params = {"w": jnp.zeros(5), "b": jnp.zeros(())}
     with pytest.raises(ValueError, match="same leading"):
-        gc.fisher_diagonal(logistic_nll, params, (jnp.zeros((3, 5)), jnp.zeros(4)))
+        gc.fisher.fisher_diagonal(logistic_nll, params, (jnp.zeros((3, 5)), jnp.zeros(4)))
     with pytest.raises(ValueError, match="no examples"):
-        gc.fisher_diagonal(logistic_nll, params, (jnp.zeros((0, 5)), jnp.zeros(0)))
+        gc.fisher.fisher_diagonal(logistic_nll, params, (jnp.zeros((0, 5)), jnp.zeros(0)))
     with pytest.raises(ValueError, match="`chunk_size` must be an integer >= 1"):
-        gc.fisher_diagonal(logistic_nll, params, data(), chunk_size=0)
+        gc.fisher.fisher_diagonal(logistic_nll, params, data(), chunk_size=0)
 
 
 def test_bad_hyperparameters():

@@ -30,7 +30,7 @@ def test_aux_is_a_dict_of_arrays_keyed_by_aux_name():
 
 def test_aggregation_is_a_sum_and_runs_under_jit():
     messages = [client_message(s) for s in (1.0, 2.0, 3.0)]
-    total = jax.jit(gc.aggregate_aux_vars)(messages)
+    total = jax.jit(gc.federated.aggregate_aux_vars)(messages)
     np.testing.assert_allclose(total["scaffold"]["delta"]["dense"]["b"], 6.0)
     assert int(total["scaffold"]["clients"]) == 3
 
@@ -59,12 +59,12 @@ def test_aggregating_mismatched_messages_names_the_path():
     bad = jax.tree.map(lambda x: x, good)
     bad["scaffold"]["delta"]["dense"]["b"] = jnp.zeros(4)
     with pytest.raises(ValueError, match=r"Shape mismatch at \['scaffold'\]\['delta'\]\['dense'\]\['b'\]"):
-        gc.aggregate_aux_vars([good, bad])
+        gc.federated.aggregate_aux_vars([good, bad])
     other = {"scaffold": {"delta": {"dense": {"w": jnp.zeros((2, 3))}}, "clients": jnp.array(1)}}
     with pytest.raises(ValueError, match=r"message 1.*\['scaffold'\]"):
-        gc.aggregate_aux_vars([good, other])
+        gc.federated.aggregate_aux_vars([good, other])
     with pytest.raises(ValueError, match="at least one message"):
-        gc.aggregate_aux_vars([])
+        gc.federated.aggregate_aux_vars([])
 
 
 def test_aux_with_wrong_shapes_or_keys_is_rejected_with_its_path():

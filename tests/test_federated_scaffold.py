@@ -94,7 +94,7 @@ def python_loop():
             message, clients[c] = CLIENT_OPT.collect_aux_var(state)
             messages.append(message)
             new_ws.append(p)
-        server_state = SERVER_OPT.process_aux_var(server_state, gc.aggregate_aux_vars(messages))
+        server_state = SERVER_OPT.process_aux_var(server_state, gc.federated.aggregate_aux_vars(messages))
         pseudo = gc.federated.pseudo_gradient(
             params, jax.tree.map(lambda *x: jnp.stack(x), *new_ws), jnp.ones(len(new_ws)))
         params, server_state = SERVER_OPT.apply_gradients(params, pseudo, server_state)

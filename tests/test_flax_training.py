@@ -129,7 +129,7 @@ def test_nnx_forwards_extra_args(scratch_registry):
 
 def test_nnx_live_hyperparameters_change_without_retracing():
     model = NnxMLP(nnx.Rngs(0))
-    optimizer = nnx.Optimizer(model, gc.live(gc.adam(0.05)), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(model, gc.inject_hyperparams(gc.adam(0.05)), wrt=nnx.Param)
     loss_fn = TraceCounter(lambda m: cross_entropy(m(X)))
 
     @nnx.jit

@@ -78,7 +78,7 @@ def test_l2_ball_param_ndim_out_of_range_names_the_leaf():
     [
         (lambda: gc.constraints.L2Ball(), TypeError, "epsilon"),
         (lambda: gc.constraints.LinfBall(), TypeError, "epsilon"),
-        (lambda: gc.Constraint.from_specs("l2-ball", {}), TypeError, r"\['epsilon'\]"),
+        (lambda: gc.constraints.Constraint.from_specs("l2-ball", {}), TypeError, r"\['epsilon'\]"),
         (lambda: gc.constraints.L2Ball(-0.1), ValueError, r"`epsilon` must be in \[0.0, \+inf\), got -0.1"),
         (lambda: gc.constraints.LinfBall(-1.0), ValueError, "`epsilon` must be in"),
         (lambda: gc.constraints.LinfBall("1"), TypeError, "`epsilon` must be a real number"),

@@ -212,7 +212,7 @@ def test_unseeded_keys_come_from_os_entropy():
     [
         (lambda: gc.modules.TopQ(), TypeError, "q"),
         (lambda: gc.modules.L1qNormalize(), TypeError, "q"),
-        (lambda: gc.Module.from_specs("top-q", {}), TypeError, r"Missing required argument\(s\) \['q'\]"),
+        (lambda: gc.modules.Module.from_specs("top-q", {}), TypeError, r"Missing required argument\(s\) \['q'\]"),
         (lambda: gc.modules.TopQ(1.5), ValueError, r"`q` must be in \[0.0, 1.0\], got 1.5"),
         (lambda: gc.modules.TopQ(-0.1), ValueError, "`q` must be in"),
         (lambda: gc.modules.L1qNormalize(0.5, dq=-0.1), ValueError, r"`dq` must be in \[0.0, \+inf\)"),

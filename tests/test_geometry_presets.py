@@ -90,7 +90,7 @@ def test_inner_opt_modules_run_after_the_geometry_module(scratch_registry):
 def define_momentum():
     """A stateful inner optimizer, registered for one test: ``v <- beta * v + g``."""
 
-    class ToyMomentum(gc.Module):
+    class ToyMomentum(gc.modules.Module):
         """Heavy-ball momentum.
 
         Args:
@@ -101,10 +101,10 @@ def define_momentum():
         beta: float = 0.5
 
         def init(self, params):
-            return {"velocity": gc.zeros_like(params)}
+            return {"velocity": gc.tree.zeros_like(params)}
 
         def update(self, updates, state, params=None, **extra):
-            velocity = gc.map_leaves(lambda v, g: self.beta * v + g, state["velocity"], updates)
+            velocity = gc.tree.map_leaves(lambda v, g: self.beta * v + g, state["velocity"], updates)
             return velocity, {"velocity": velocity}
 
     return ToyMomentum

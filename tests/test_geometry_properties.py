@@ -1,7 +1,7 @@
 """Properties of the gradient-geometry transforms over random shapes and every valid param_ndim.
 
 The rows of a leaf are recomputed here from the reference's rule (not with
-``gradchain.core.rows``) so that the view itself is checked too.
+``gradchain.core.param_ndim``) so that the view itself is checked too.
 """
 
 from __future__ import annotations
@@ -87,9 +87,9 @@ def test_projections_are_idempotent_and_land_in_the_ball(case, epsilon, spread):
 
 
 MAKERS = {
-    "l1_normed": lambda lr, pn: gc.l1_normed(lr, pn),
-    "l2_normed": lambda lr, pn: gc.l2_normed(lr, pn),
-    "signed": lambda lr, pn: gc.signed(lr, pn),
+    "l1_normed": lambda lr, pn: gc.l1_normed(lr, param_ndim=pn),
+    "l2_normed": lambda lr, pn: gc.l2_normed(lr, param_ndim=pn),
+    "signed": lambda lr, pn: gc.signed(lr, param_ndim=pn),
     "l1q_normed": lambda lr, pn: gc.l1q_normed(lr, 0.5, param_ndim=pn),
     "top_q": lambda lr, pn: gc.top_q(lr, 0.5, param_ndim=pn),
     "l2_projected": lambda lr, pn: gc.l2_projected(lr, 1e6, pn),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gradchain as gc
-from gradchain.modules.moments import MomentModule
+from gradchain.modules.moment_module import MomentModule
 from gradchain.testing import build, in_optimizer, registered_classes
 
 CLASSES = registered_classes()

@@ -73,7 +73,7 @@ def test_dp_settings_are_fixed_once_calibrated():
     b = dp.run_train_step(linear_loss, params, dp.init(params), batch)
     assert_trees_equal(a[0], b[0])
     # live, the optimizer's rates change but noise_multiplier and sclip stay static
-    live = gc.live(dp)
+    live = gc.inject_hyperparams(dp)
     assert "noise_multiplier" not in live.defaults and "sclip" not in live.defaults
     c = gc.run_train_step(live, linear_loss, params, live.init(params), batch)
     assert_trees_equal(c[0], b[0], exact=False, rtol=1e-6)
@@ -94,7 +94,7 @@ def test_dp_arguments_are_validated(kwargs, error, pattern):
     with pytest.raises(error, match=pattern):
         gc.dp_sgd(0.1, **args)
     with pytest.raises(TypeError, match="must be a gradchain Optimizer"):
-        gc.DPSGD(gc.modules.Adam(), 1.0, 1.0)
+        gc.privacy.DPSGD(gc.modules.Adam(), 1.0, 1.0)
 
 
 def test_dp_config_round_trips_through_json():

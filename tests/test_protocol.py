@@ -137,7 +137,7 @@ def test_chain_forwards_round_and_aux_hooks(toys):
     assert list(aux) == ["counter"] and int(aux["counter"]["count"]) == 2
     state = tx.process_aux_var(state, {"counter": {"count": jnp.asarray(5)}})
     assert float(state["chain"]["toy-counter"].seen) == 5.0
-    state = tx.on_round_start(state)
+    state = tx.start_round(state)
     assert int(state["chain"]["toy-counter"].count) == 0  # round_reset reached the nested element
     with pytest.raises(KeyError, match="No module with name 'nope' is available"):
         tx.process_aux_var(state, {"nope": {}})
@@ -146,7 +146,7 @@ def test_chain_forwards_round_and_aux_hooks(toys):
 def test_chain_rejects_duplicate_aux_names_and_non_transforms(toys):
     with pytest.raises(ValueError, match="same name 'counter'"):
         gc.chain(toys.Counter(), toys.Counter())
-    with pytest.raises(TypeError, match="must have `init` and `update`"):
+    with pytest.raises(TypeError, match="must be a transformation with `init` and `update`"):
         gc.chain(toys.Scale(), 3.0)
 
 

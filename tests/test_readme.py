@@ -20,6 +20,6 @@ def test_quickstart_runs_and_is_fifteen_lines(capsys):
 def test_feature_table_lists_every_registered_name():
     table = README[README.index("## What is in it"): README.index("## How it maps")]
     listed = set(re.findall(r"`([a-z0-9-]+)`", table))
-    registered = set(gc.list_modules()) | set(gc.list_regularizers()) | set(gc.list_constraints()) \
-        | set(gc.list_schedulers())
+    registered = set(gc.modules.registry.snapshot()) | set(gc.regularizers.registry.snapshot()) | set(gc.constraints.registry.snapshot()) \
+        | set(gc.schedules.registry.snapshot())
     assert registered <= listed, sorted(registered - listed)

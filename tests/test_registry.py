@@ -10,35 +10,35 @@ import gradchain as gc
 
 
 def test_subclass_with_name_is_registered_and_listed(scratch_registry):
-    class Thing(gc.Module):
+    class Thing(gc.modules.Module):
         name = "thing"
         beta: float = 0.5
         flag: bool = False
 
-    assert gc.list_modules()["thing"] is Thing
-    assert "thing" not in gc.list_regularizers()
+    assert gc.modules.registry.snapshot()["thing"] is Thing
+    assert "thing" not in gc.regularizers.registry.snapshot()
     assert Thing().get_config() == {"beta": 0.5, "flag": False}
-    rebuilt = gc.Module.from_specs("thing", json.loads(json.dumps({"beta": 0.25})))
+    rebuilt = gc.modules.Module.from_specs("thing", json.loads(json.dumps({"beta": 0.25})))
     assert rebuilt == Thing(beta=0.25)
     assert Thing.from_config(Thing(0.1, True).get_config()) == Thing(0.1, True)
 
 
 def test_register_false_opts_out(scratch_registry):
-    class Private(gc.Module, register=False):
+    class Private(gc.modules.Module, register=False):
         name = "private"
 
-    assert "private" not in gc.list_modules()
+    assert "private" not in gc.modules.registry.snapshot()
 
 
 def test_missing_name_raises_at_class_creation(scratch_registry):
     with pytest.raises(TypeError, match="must define a non-empty string class attribute `name`"):
 
-        class NoName(gc.Module):
+        class NoName(gc.modules.Module):
             beta: float = 0.1
 
 
 def test_inherited_name_is_not_enough(scratch_registry):
-    class Parent(gc.Regularizer):
+    class Parent(gc.regularizers.Regularizer):
         name = "parent-reg"
 
     with pytest.raises(TypeError, match="Child is a registered regularizer class and must define"):
@@ -48,48 +48,48 @@ def test_inherited_name_is_not_enough(scratch_registry):
 
 
 def test_duplicate_name_raises_at_class_creation(scratch_registry):
-    class First(gc.Constraint):
+    class First(gc.constraints.Constraint):
         name = "clash"
 
     with pytest.raises(ValueError, match="'clash': that name is already taken"):
 
-        class Second(gc.Constraint):
+        class Second(gc.constraints.Constraint):
             name = "clash"
 
-    assert gc.list_constraints()["clash"] is First
+    assert gc.constraints.registry.snapshot()["clash"] is First
 
 
 def test_redefining_the_same_class_replaces_it(scratch_registry):
     def define():
-        class Again(gc.Module):
+        class Again(gc.modules.Module):
             name = "again"
 
         return Again
 
     first, second = define(), define()  # e.g. a notebook cell run twice
-    assert gc.list_modules()["again"] is second and first is not second
+    assert gc.modules.registry.snapshot()["again"] is second and first is not second
 
 
 def test_same_name_in_two_families_is_allowed(scratch_registry):
-    class AsModule(gc.Module):
+    class AsModule(gc.modules.Module):
         name = "shared-name"
 
-    class AsReg(gc.Regularizer):
+    class AsReg(gc.regularizers.Regularizer):
         name = "shared-name"
 
-    assert gc.list_modules()["shared-name"] is AsModule
-    assert gc.list_regularizers()["shared-name"] is AsReg
+    assert gc.modules.registry.snapshot()["shared-name"] is AsModule
+    assert gc.regularizers.registry.snapshot()["shared-name"] is AsReg
 
 
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(KeyError, match="Unknown scheduler name 'nope'.*cosine-annealing"):
-        gc.Scheduler.from_specs("nope", {})
+        gc.schedules.Scheduler.from_specs("nope", {})
     with pytest.raises(KeyError, match="Unknown module name 'nope'"):
-        gc.Module.from_specs("nope", {})
+        gc.modules.Module.from_specs("nope", {})
 
 
 def test_from_config_rejects_unknown_and_missing_arguments(scratch_registry):
-    class Needs(gc.Module):
+    class Needs(gc.modules.Module):
         name = "needs"
         epsilon: float
         q: float = 0.5
@@ -103,10 +103,10 @@ def test_from_config_rejects_unknown_and_missing_arguments(scratch_registry):
 
 
 def test_registries_are_mappings():
-    schedulers = gc.list_schedulers()
+    schedulers = gc.schedules.registry.snapshot()
     assert len(schedulers) == 11
-    assert all(issubclass(cls, gc.Scheduler) for cls in schedulers.values())
-    registry = gc.Scheduler.registry
+    assert all(issubclass(cls, gc.schedules.Scheduler) for cls in schedulers.values())
+    registry = gc.schedules.Scheduler.registry
     assert "warmup" in registry and len(registry) == 11
     with pytest.raises(TypeError, match="must be a string"):
         registry.get_class(3)

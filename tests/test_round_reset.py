@@ -12,7 +12,7 @@ from helpers import assert_trees_equal, mixed_params
 import gradchain as gc
 
 RESETTABLE = sorted(
-    (name, cls) for name, cls in gc.list_modules().items()
+    (name, cls) for name, cls in gc.modules.registry.snapshot().items()
     if "round_reset" in {f.name for f in dataclasses.fields(cls)}
 )
 VARIANTS = [(name, cls, {}) for name, cls in RESETTABLE] + [

@@ -68,7 +68,7 @@ CASES = [
 
 @pytest.mark.parametrize("name, config", CASES)
 def test_scheduler_values_match_the_reference(name, config):
-    sched = gc.Scheduler.from_specs(name, config)
+    sched = gc.schedules.Scheduler.from_specs(name, config)
     value = jax.jit(lambda t, r: sched.value(t, r, sched.init()))
     for t in range(25):
         for r in range(5):
@@ -78,7 +78,7 @@ def test_scheduler_values_match_the_reference(name, config):
 
 
 def test_all_eleven_declearn_schedulers_are_registered():
-    assert sorted(gc.list_schedulers()) == sorted([
+    assert sorted(gc.schedules.registry.snapshot()) == sorted([
         "cosine-annealing", "cosine-annealing-warm-restarts", "cyclic-triangular",
         "cyclic-exp-range", "exponential-decay", "inverse-scaling", "linear-decay",
         "polynomial-decay", "piecewise-decay", "warmup", "warmup-rounds"])
@@ -86,8 +86,8 @@ def test_all_eleven_declearn_schedulers_are_registered():
 
 @pytest.mark.parametrize("name, config", CASES)
 def test_scheduler_config_round_trips_through_json(name, config):
-    sched = gc.Scheduler.from_specs(name, config)
-    again = gc.Scheduler.from_specs(name, json.loads(json.dumps(sched.get_config())))
+    sched = gc.schedules.Scheduler.from_specs(name, config)
+    again = gc.schedules.Scheduler.from_specs(name, json.loads(json.dumps(sched.get_config())))
     assert again == sched and hash(again) == hash(sched)
     assert set(sched.get_config()) == {f.name for f in sched.config_fields()}
 
@@ -163,7 +163,7 @@ def test_weight_decay_can_be_scheduled():
 
 
 def test_warmup_config_keeps_the_wrapped_spec():
-    sched = gc.Scheduler.from_specs("warmup", {"base": ["linear-decay", {"base": 0.1, "rate": 0.1}], "warmup": 2})
+    sched = gc.schedules.Scheduler.from_specs("warmup", {"base": ["linear-decay", {"base": 0.1, "rate": 0.1}], "warmup": 2})
     assert sched.get_config() == {
         "base": ["linear-decay", {"base": 0.1, "rate": 0.1, "step_level": True}], "warmup": 2}
 
@@ -183,7 +183,7 @@ def test_warmup_config_keeps_the_wrapped_spec():
 )
 def test_bad_scheduler_arguments(name, config, error, pattern):
     with pytest.raises(error, match=pattern):
-        gc.Scheduler.from_specs(name, config)
+        gc.schedules.Scheduler.from_specs(name, config)
 
 
 @settings(max_examples=30, deadline=None)
@@ -192,6 +192,6 @@ def test_bad_scheduler_arguments(name, config, error, pattern):
     step=st.integers(0, 200),
 )
 def test_cosine_annealing_stays_between_its_bounds(base, max_lr, duration, step):
-    sched = gc.Scheduler.from_specs("cosine-annealing", {"base": base, "max_lr": max_lr, "duration": duration})
+    sched = gc.schedules.Scheduler.from_specs("cosine-annealing", {"base": base, "max_lr": max_lr, "duration": duration})
     value = float(sched(step))
     assert min(base, max_lr) - 1e-6 <= value <= max(base, max_lr) + 1e-6

@@ -54,7 +54,7 @@ SCRIPT = textwrap.dedent(
         "momentum": gc.sgd(0.1, momentum=0.9),
         "declearn": gc.Optimizer(0.01, w_decay=1e-4, regularizers=["ridge"],
                                  modules=["l2-global-clipping", "momentum", "adam"]),
-        "accumulate-live": gc.accumulate(gc.live(gc.adam(1e-3, regularizers=["fedprox"])), 2),
+        "accumulate-live": gc.accumulate(gc.inject_hyperparams(gc.adam(1e-3, regularizers=["fedprox"])), 2),
     }
     for name, opt in cases.items():
         eager = opt.init(params)

@@ -22,8 +22,8 @@ INNER = gc.Optimizer(0.05, regularizers=["ridge"], modules=["adam"])
 WRAPPERS = {
     "accumulate": gc.accumulate(INNER, 2),
     "skip-nonfinite": gc.skip_nonfinite(INNER, max_consecutive=1),
-    "live": gc.live(INNER),
-    "dp-sgd": gc.DPSGD(INNER, 1.0, 1.0, safe_mode=False, seed=0),
+    "live": gc.inject_hyperparams(INNER),
+    "dp-sgd": gc.privacy.DPSGD(INNER, 1.0, 1.0, safe_mode=False, seed=0),
 }
 
 
@@ -38,7 +38,7 @@ class Jitted:
 def test_wrappers_honour_the_transform_contract(tx):
     params, grads = mixed_params(0), mixed_params(1)
     check_jit_update_preserves_specs(tx, params, grads)
-    if not isinstance(tx, gc.DPSGD):  # its update is an Optimizer's, checked by the contract suite
+    if not isinstance(tx, gc.privacy.DPSGD):  # its update is an Optimizer's, checked by the contract suite
         check_extra_args_ignored(Jitted(tx), params, grads)
         check_vmap_matches_loop(Jitted(tx), params, grads)
     state = tx.init(params)
@@ -56,7 +56,7 @@ def toys(scratch_registry):
     return toy_plugins.define()
 
 
-@pytest.mark.parametrize("wrap", [lambda t: gc.accumulate(t, 1), gc.skip_nonfinite, gc.live],
+@pytest.mark.parametrize("wrap", [lambda t: gc.accumulate(t, 1), gc.skip_nonfinite, gc.inject_hyperparams],
                          ids=["accumulate", "skip-nonfinite", "live"])
 def test_auxiliary_variables_and_round_starts_reach_the_inner_optimizer(toys, wrap):
     tx = wrap(gc.Optimizer(0.1, modules=["toy-counter"]))
@@ -93,7 +93,7 @@ def test_wrapping_an_optax_transformation():
     tx = gc.skip_nonfinite(optax.adam(0.1))
     state = tx.init(jnp.zeros(2))
     assert tx.aux_names == () and tx.collect_aux_var(state)[0] == {}
-    assert tx.on_round_start(state) is state
+    assert tx.start_round(state) is state
     updates, _ = tx.update(jnp.array([1.0, jnp.nan]), state)
     assert float(jnp.abs(updates).sum()) == 0.0
     with pytest.raises(TypeError, match="Cannot describe"):
@@ -103,9 +103,19 @@ def test_wrapping_an_optax_transformation():
 def test_transform_configs_cover_plugins_and_chains():
     for tx in [gc.modules.Adam(beta_1=0.8), gc.chain(gc.modules.Momentum(), gc.regularizers.Ridge()),
                gc.named_chain(("m", gc.modules.Momentum()), ("clip", gc.modules.L2Clipping(2.0))),
-               gc.live(gc.chain(gc.modules.Adam(), gc.modules.L2Clipping()))]:
+               gc.inject_hyperparams(gc.chain(gc.modules.Adam(), gc.modules.L2Clipping()))]:
         assert gc.transform_from_config(gc.transform_config(tx)) == tx
     with pytest.raises(KeyError, match="Unknown transform type 'nope'"):
         gc.transform_from_config({"type": "nope"})
     with pytest.raises(TypeError, match="'type' entry"):
         gc.transform_from_config(["optimizer", {}])
+
+
+def test_an_unregistered_plugin_has_no_transform_config():
+    class Local(gc.modules.Module, register=False):
+        """A module declared with register=False: it has no name to be rebuilt from."""
+
+    with pytest.raises(TypeError, match="Cannot describe"):
+        gc.transform_config(Local())
+    with pytest.raises(TypeError, match="Cannot describe"):
+        gc.transform_config(gc.accumulate(Local(), every_k=2))

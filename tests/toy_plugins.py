@@ -25,32 +25,31 @@ class CounterState(NamedTuple):
 def define() -> SimpleNamespace:
     """Define and register the toy plug-ins; return them in a namespace."""
 
-    class Scale(gc.Module):
+    class Scale(gc.modules.Module):
         """g * factor."""
 
         name = "toy-scale"
         factor: float = 2.0
 
-        def __post_init__(self):
+        def __check_init__(self):
             check_number(self, "factor")
 
         def update(self, updates, state, params=None, **extra):
-            return gc.tree_scale(updates, self.factor), state
+            return gc.tree.scale(updates, self.factor), state
 
-    class ExtraScale(gc.Module):
+    class ExtraScale(gc.modules.Module):
         """g * extra_args["scale"] (1 when not given): reads an extra argument."""
 
         name = "toy-extra-scale"
 
         def update(self, updates, state, params=None, scale=1.0, **extra):
-            return gc.tree_scale(updates, scale), state
+            return gc.tree.scale(updates, scale), state
 
-    class Counter(gc.Module):
+    class Counter(gc.modules.Module, gc.modules.RoundReset):
         """Counts steps; exchanges its count as auxiliary variable 'counter'."""
 
         name = "toy-counter"
         aux_name: ClassVar[str] = "counter"
-        round_reset: bool = False
 
         def init(self, params):
             return CounterState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
@@ -64,19 +63,19 @@ def define() -> SimpleNamespace:
         def process_aux_var(self, state, aux_var):
             return CounterState(state.count, state.seen + aux_var["count"])
 
-    class Pull(gc.Regularizer):
+    class Pull(gc.regularizers.Regularizer):
         """g + alpha * w (the gradient of alpha/2 * ||w||^2)."""
 
         name = "toy-pull"
         alpha: float = 0.5
 
         def regularize(self, grads, state, params):
-            return gc.map_leaves(lambda g, w: g + self.alpha * w, grads, params), state
+            return gc.tree.map_leaves(lambda g, w: g + self.alpha * w, grads, params), state
 
         def penalty(self, params, state):
             return 0.5 * self.alpha * sum(jnp.sum(w**2) for w in jax.tree.leaves(params))
 
-    class Box(gc.Constraint):
+    class Box(gc.constraints.Constraint):
         """Clamp params to [-limit, limit]."""
 
         name = "toy-box"

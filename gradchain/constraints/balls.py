@@ -11,7 +11,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from gradchain.core.rows import check_param_ndim, map_rows, row_l2_norm
+from gradchain.core.param_ndim import check_param_ndim, map_rows, row_l2_norm
 from gradchain.core.transform import Constraint, EmptyState
 from gradchain.core.tree import PyTree
 from gradchain.core.validation import check_number, check_optional_int
@@ -47,7 +47,7 @@ class L2Ball(Constraint):
     epsilon: float
     param_ndim: int | None = -1
 
-    def __post_init__(self) -> None:
+    def __check_init__(self) -> None:
         check_number(self, "epsilon", low=0.0)
         check_optional_int(self, "param_ndim")
 
@@ -88,7 +88,7 @@ class LinfBall(Constraint):
 
     epsilon: float
 
-    def __post_init__(self) -> None:
+    def __check_init__(self) -> None:
         check_number(self, "epsilon", low=0.0)
 
     def project(self, params: PyTree) -> PyTree:

@@ -1,43 +1,39 @@
-"""The protocol, registries, chain, pytree helpers and state conversion."""
+"""The foundation: the protocol and its adapter, registries, chain, pytree helpers, state I/O.
 
+Nothing in ``core`` imports anything else from gradchain; every other layer
+builds on it (see ARCHITECTURE.md).
+"""
+
+from gradchain.core import tree
 from gradchain.core.chain import Chain, chain, named_chain
-from gradchain.core.packing import Packed, packed
-from gradchain.core.registry import Registered, Registry
+from gradchain.core.registry import Registered, Registry, field
 from gradchain.core.transform import (
     Constraint,
     EmptyState,
+    Foreign,
     Module,
     Regularizer,
+    RoundReset,
     Transform,
+    adapt,
 )
-from gradchain.core.tree import (
-    apply_updates,
-    check_same_structure,
-    global_norm,
-    map_leaves,
-    map_leaves_multi,
-    tree_scale,
-    zeros_like,
-)
+from gradchain.core.tree import apply_updates
 
 __all__ = [
     "Chain",
     "Constraint",
     "EmptyState",
+    "Foreign",
     "Module",
-    "Packed",
     "Registered",
     "Registry",
     "Regularizer",
+    "RoundReset",
     "Transform",
+    "adapt",
     "apply_updates",
     "chain",
-    "check_same_structure",
-    "global_norm",
-    "map_leaves",
-    "map_leaves_multi",
+    "field",
     "named_chain",
-    "packed",
-    "tree_scale",
-    "zeros_like",
+    "tree",
 ]

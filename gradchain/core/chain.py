@@ -3,9 +3,9 @@
 ``chain(a, b, c).update`` runs ``a``, then ``b``, then ``c``; its state is a
 dict keyed by each element's name (``state["adam"]``), with later duplicates
 suffixed ``_1``, ``_2``... Elements may be gradchain transforms or any optax
-``GradientTransformation``; extra keyword arguments reach every element that
-accepts them, and the round / auxiliary-variable hooks of gradchain elements
-are forwarded.
+``GradientTransformation`` (adapted once, at construction, by
+:func:`gradchain.core.adapt`); extra keyword arguments reach every element that
+accepts them, and the round / auxiliary-variable hooks are forwarded.
 
 Example:
     >>> import jax.numpy as jnp, optax, gradchain as gc
@@ -24,8 +24,8 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from gradchain.core.registry import to_json_value
-from gradchain.core.transform import Transform, accepts_extra_args, element_name
+from gradchain.core.registry import field, to_json_value
+from gradchain.core.transform import Transform, adapt, check_aux_names, element_name
 from gradchain.core.tree import PyTree
 
 __all__ = ["Chain", "chain", "named_chain", "unique_keys"]
@@ -48,32 +48,35 @@ def unique_keys(names: list[str], reserved: tuple[str, ...] = ()) -> tuple[str, 
 class Chain(Transform, register=False):
     """Apply ``transforms`` in sequence (see the module docstring).
 
+    Each element is adapted once, at construction (:func:`adapt`), so every
+    step and hook below speaks the same protocol.
+
     Args:
         transforms: the elements, gradchain transforms or optax transformations.
         names: the state key of each element; by default each element's name,
             later duplicates suffixed ``_1``, ``_2``...
     """
 
-    transforms: tuple[Any, ...] = ()
-    names: tuple[str, ...] | None = None
+    transforms: tuple[Any, ...] = field(default=(), convert=lambda value, _: tuple(value))
+    names: tuple[str, ...] | None = field(
+        default=None, convert=lambda value, _: None if value is None else tuple(value)
+    )
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "transforms", tuple(self.transforms))
-        if self.names is not None:
-            names = tuple(self.names)
-            object.__setattr__(self, "names", names)
-            if len(names) != len(self.transforms) or len(set(names)) != len(names):
-                raise ValueError(
-                    f"chain `names` must be {len(self.transforms)} distinct strings, "
-                    f"one per element, got {list(names)}."
-                )
-        for tx in self.transforms:
-            if not (callable(getattr(tx, "init", None)) and callable(getattr(tx, "update", None))):
-                raise TypeError(
-                    "chain elements must have `init` and `update` methods (a gradchain "
-                    f"transform or an optax GradientTransformation), got {tx!r}."
-                )
-        _check_unique_aux_names(self.transforms)
+    def __check_init__(self) -> None:
+        names = self.names
+        if names is not None and (
+            len(names) != len(self.transforms) or len(set(names)) != len(names)
+        ):
+            raise ValueError(
+                f"chain `names` must be {len(self.transforms)} distinct strings, "
+                f"one per element, got {list(names)}."
+            )
+        _check_unique_aux_names(self.elements)
+
+    @functools.cached_property
+    def elements(self) -> tuple[Transform, ...]:
+        """The elements, each adapted to the gradchain protocol."""
+        return tuple(adapt(tx) for tx in self.transforms)
 
     @functools.cached_property
     def keys(self) -> tuple[str, ...]:
@@ -87,7 +90,7 @@ class Chain(Transform, register=False):
         return dict(zip(self.keys, self.transforms))[key]
 
     def init(self, params: PyTree) -> dict[str, PyTree]:
-        return {k: t.init(params) for k, t in zip(self.keys, self.transforms)}
+        return {k: t.init(params) for k, t in zip(self.keys, self.elements)}
 
     def update(
         self,
@@ -98,63 +101,48 @@ class Chain(Transform, register=False):
     ) -> tuple[PyTree, dict[str, PyTree]]:
         _check_state_keys(self.keys, state)
         new_state = {}
-        for key, tx in zip(self.keys, self.transforms):
-            if accepts_extra_args(tx):
-                updates, new_state[key] = tx.update(updates, state[key], params, **extra_args)
-            else:
-                updates, new_state[key] = tx.update(updates, state[key], params)
+        for key, tx in zip(self.keys, self.elements):
+            updates, new_state[key] = tx.update(updates, state[key], params, **extra_args)
         return updates, new_state
 
     # -- hooks -------------------------------------------------------------------
-    def on_round_start(self, state: Mapping[str, PyTree]) -> dict[str, PyTree]:
+    def start_round(self, state: Mapping[str, PyTree]) -> dict[str, PyTree]:
         _check_state_keys(self.keys, state)
-        return {
-            k: t.on_round_start(state[k]) if isinstance(t, Transform) else state[k]
-            for k, t in zip(self.keys, self.transforms)
-        }
+        return {k: t.start_round(state[k]) for k, t in zip(self.keys, self.elements)}
 
     @property
     def aux_names(self) -> tuple[str, ...]:
         """The auxiliary-variable names of every element, nested chains included."""
-        return tuple(name for tx in self.transforms for name in _aux_names_of(tx))
+        return tuple(name for tx in self.elements for name in tx.aux_names)
 
-    def collect_aux_var(self, state: Mapping[str, PyTree]) -> tuple[dict[str, PyTree], dict[str, PyTree]]:
+    def collect_aux_vars(self, state: Mapping[str, PyTree]) -> tuple[dict[str, PyTree], dict[str, PyTree]]:
         """Collect every element's auxiliary variables as ``{aux_name: aux}``."""
         _check_state_keys(self.keys, state)
         aux, new_state = {}, dict(state)
-        for key, tx in zip(self.keys, self.transforms):
-            if _is_composite(tx):
-                messages, new_state[key] = tx.collect_aux_var(state[key])
-                aux.update(messages)
-            elif _aux_names_of(tx):
-                message, new_state[key] = tx.collect_aux_var(state[key])
-                if message is not None:
-                    aux[tx.aux_name] = message
+        for key, tx in zip(self.keys, self.elements):
+            messages, new_state[key] = tx.collect_aux_vars(state[key])
+            aux.update(messages)
         return aux, new_state
 
-    def process_aux_var(self, state: Mapping[str, PyTree], aux_var: Mapping[str, PyTree]) -> dict[str, PyTree]:
-        """Route each ``aux_var[aux_name]`` to the element with that aux name.
+    def process_aux_vars(self, state: Mapping[str, PyTree], aux_vars: Mapping[str, PyTree]) -> dict[str, PyTree]:
+        """Route each ``aux_vars[aux_name]`` to the element with that aux name.
 
         Raises:
             KeyError: no element receives one of the keys (nothing is applied).
         """
         _check_state_keys(self.keys, state)
-        unknown = [name for name in aux_var if name not in self.aux_names]
-        if unknown:
-            raise KeyError(
-                f"No module with name '{unknown[0]}' is available to receive "
-                "auxiliary variables."
-            )
+        check_aux_names(self.aux_names, aux_vars)
         new_state = dict(state)
-        for key, tx in zip(self.keys, self.transforms):
-            mine = {n: aux_var[n] for n in _aux_names_of(tx) if n in aux_var}
-            if not mine:
-                continue
-            if _is_composite(tx):
-                new_state[key] = tx.process_aux_var(state[key], mine)
-            else:
-                new_state[key] = tx.process_aux_var(state[key], mine[tx.aux_name])
+        for key, tx in zip(self.keys, self.elements):
+            mine = {n: aux_vars[n] for n in tx.aux_names if n in aux_vars}
+            if mine:
+                new_state[key] = tx.process_aux_vars(state[key], mine)
         return new_state
+
+    # a composite's singular hooks are declearn's Optimizer ones: dicts by name
+    collect_aux_var = collect_aux_vars
+    # the alias keeps the plural parameter name `aux_vars` (a dict, not one message)
+    process_aux_var = process_aux_vars  # type: ignore[assignment]
 
     def get_config(self) -> dict[str, Any]:
         """``{"transforms": [[name, config], ...]}`` (gradchain elements only)."""
@@ -186,23 +174,10 @@ def named_chain(*named: tuple[str, Any]) -> Chain:
     return Chain(tuple(t for _, t in named), names=tuple(n for n, _ in named))
 
 
-def _is_composite(tx: Any) -> bool:
-    """A chain-like element (Chain, Optimizer) exchanging a dict of messages."""
-    return isinstance(tx, Transform) and hasattr(tx, "aux_names")
-
-
-def _aux_names_of(tx: Any) -> tuple[str, ...]:
-    if _is_composite(tx):
-        return tuple(tx.aux_names)
-    if isinstance(tx, Transform) and tx.aux_name is not None:
-        return (tx.aux_name,)
-    return ()
-
-
-def _check_unique_aux_names(transforms: tuple[Any, ...]) -> None:
+def _check_unique_aux_names(elements: tuple[Transform, ...]) -> None:
     owner: dict[str, str] = {}
-    for tx in transforms:
-        for aux_name in _aux_names_of(tx):
+    for tx in elements:
+        for aux_name in tx.aux_names:
             if aux_name in owner:
                 raise ValueError(
                     f"Two plug-ins exchange auxiliary variables under the same name "

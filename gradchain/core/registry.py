@@ -10,14 +10,19 @@ schedulers) derives from :class:`Registered`. Subclassing it does two things:
 2. the subclass is registered under its ``name`` class attribute in the
    registry of its family, unless ``register=False`` is passed in the class
    statement. A missing ``name`` or a name already used by another class of the
-   same family raises at class creation.
+   same family raises at class creation;
+3. construction converts the fields declared with :func:`field(convert=...)
+   <field>` and then runs the ``__check_init__`` of every class in the MRO,
+   base classes first (equinox's idea): each class checks its own fields and
+   never calls ``super()``. Defining ``__post_init__`` in a subclass is an
+   error: it would silently skip the checks of the classes above it.
 
 Example:
     >>> import gradchain as gc
-    >>> class Halve(gc.Module, register=False):
+    >>> class Halve(gc.modules.Module, register=False):
     ...     factor: float = 0.5
     ...     def update(self, updates, state, params=None, **extra):
-    ...         return gc.tree_scale(updates, self.factor), state
+    ...         return gc.tree.scale(updates, self.factor), state
     >>> Halve() == Halve(0.5), hash(Halve()) == hash(Halve(0.5))
     (True, True)
 """
@@ -25,18 +30,48 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
-try:  # Python >= 3.11
+if sys.version_info >= (3, 11):
     from typing import dataclass_transform
-except ImportError:  # pragma: no cover - Python 3.10
+else:  # pragma: no cover - Python 3.10
     from typing_extensions import dataclass_transform
 
-__all__ = ["Registered", "Registry"]
+__all__ = ["Registered", "Registry", "field", "to_json_value"]
+
+Converter = Callable[[Any, str], Any]
 
 
-class Registry(Mapping[str, type]):
+def field(
+    default: Any = dataclasses.MISSING,
+    *,
+    convert: Converter | None = None,
+    kw_only: bool = False,
+) -> Any:
+    """Declare a hyper-parameter with a default and/or a conversion applied at construction.
+
+    Args:
+        default: the default value (none: the argument is required).
+        convert: ``convert(value, field_name) -> value``, run before any
+            ``__check_init__`` (e.g. turn a list into a tuple, parse a spec);
+            it raises TypeError / ValueError naming the field for bad input.
+        kw_only: make the argument keyword-only.
+
+    Example:
+        >>> import gradchain as gc
+        >>> from gradchain.core import field
+        >>> class Scale(gc.modules.Module, register=False):
+        ...     factors: tuple = field(default=(), convert=lambda v, name: tuple(v))
+        >>> Scale([1.0, 2.0]).factors
+        (1.0, 2.0)
+    """
+    metadata = {"convert": convert} if convert is not None else {}
+    return dataclasses.field(default=default, kw_only=kw_only, metadata=metadata)
+
+
+class Registry(Mapping[str, "type[Registered]"]):
     """A mapping ``{name: class}`` for one family of registered classes.
 
     Args:
@@ -45,9 +80,9 @@ class Registry(Mapping[str, type]):
 
     def __init__(self, family: str) -> None:
         self.family = family
-        self._classes: dict[str, type] = {}
+        self._classes: dict[str, type[Registered]] = {}
 
-    def add(self, cls: type) -> None:
+    def add(self, cls: type[Registered]) -> None:
         """Register ``cls`` under ``cls.name``; raise on a missing or taken name."""
         name = cls.__dict__.get("name")
         if not isinstance(name, str) or not name:
@@ -65,7 +100,7 @@ class Registry(Mapping[str, type]):
             )
         self._classes[name] = cls
 
-    def get_class(self, name: str) -> type:
+    def get_class(self, name: str) -> type[Registered]:
         """Return the class registered under ``name``; KeyError listing known names."""
         if not isinstance(name, str):
             raise TypeError(f"A {self.family} name must be a string, got {name!r}.")
@@ -78,7 +113,7 @@ class Registry(Mapping[str, type]):
                 f"names are: {known}."
             ) from None
 
-    def __getitem__(self, name: str) -> type:
+    def __getitem__(self, name: str) -> type[Registered]:
         return self.get_class(name)
 
     def __iter__(self) -> Iterator[str]:
@@ -87,17 +122,17 @@ class Registry(Mapping[str, type]):
     def __len__(self) -> int:
         return len(self._classes)
 
-    def unregister(self, name: str) -> type:
+    def unregister(self, name: str) -> type[Registered]:
         """Remove and return the class registered as ``name`` (KeyError if unknown)."""
         cls = self.get_class(name)
         del self._classes[name]
         return cls
 
-    def snapshot(self) -> dict[str, type]:
+    def snapshot(self) -> dict[str, type[Registered]]:
         """A copy of the registry as a plain dict."""
         return dict(self._classes)
 
-    def restore(self, snapshot: dict[str, type]) -> None:
+    def restore(self, snapshot: dict[str, type[Registered]]) -> None:
         """Put back the registrations of a :meth:`snapshot` (forgetting later ones)."""
         self._classes = dict(snapshot)
 
@@ -108,7 +143,7 @@ def _same_definition(old: type, new: type) -> bool:
     return (old.__module__, old.__qualname__) == (new.__module__, new.__qualname__)
 
 
-@dataclass_transform(frozen_default=True)
+@dataclass_transform(frozen_default=True, field_specifiers=(field, dataclasses.field))
 class Registered:
     """Base of every named, configurable, immutable gradchain class.
 
@@ -123,9 +158,17 @@ class Registered:
     #: The config the registry-driven contract suite builds this class from
     #: (required when the class has arguments without defaults).
     example_config: ClassVar[Mapping[str, Any] | None] = None
+    #: Set on every subclass by ``dataclasses.dataclass`` in ``__init_subclass__``.
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "__post_init__" in cls.__dict__:
+            raise TypeError(
+                f"{cls.__qualname__} defines __post_init__: define __check_init__(self) "
+                "instead (every class's check runs, base classes first, without super() "
+                "calls), and declare conversions with gradchain.core.field(convert=...)."
+            )
         # Turning the class into a frozen dataclass in place: `dataclass`
         # returns the very class it is given when `slots` is off.
         dataclasses.dataclass(frozen=True, eq=True, repr=True)(cls)
@@ -139,6 +182,16 @@ class Registered:
                 )
             registry.add(cls)
 
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            convert = f.metadata.get("convert")
+            if convert is not None:
+                object.__setattr__(self, f.name, convert(getattr(self, f.name), f.name))
+        for klass in reversed(type(self).__mro__):
+            check = klass.__dict__.get("__check_init__")
+            if check is not None:
+                check(self)
+
     @classmethod
     def contract_example(cls) -> dict[str, Any]:
         """The config the contract suite builds this class from."""
@@ -148,7 +201,7 @@ class Registered:
     @classmethod
     def config_fields(cls) -> tuple[dataclasses.Field, ...]:
         """The constructor arguments: positional ones in order, then keyword-only ones."""
-        fields = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+        fields = [f for f in dataclasses.fields(cls) if f.init]
         return tuple(sorted(fields, key=lambda f: f.kw_only is True))
 
     def get_config(self) -> dict[str, Any]:
@@ -180,7 +233,7 @@ class Registered:
             f.name
             for f in fields
             if f.default is dataclasses.MISSING
-            and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+            and f.default_factory is dataclasses.MISSING
         ]
         missing = [name for name in required if name not in config]
         if missing:

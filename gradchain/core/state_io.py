@@ -23,10 +23,10 @@ import numpy as np
 
 from gradchain.core.tree import PyTree
 
-__all__ = ["from_plain", "to_plain"]
+__all__ = ["from_plain", "key_name", "to_plain"]
 
 
-def _segment(key: Any) -> str:
+def key_name(key: Any) -> str:
     for attr in ("key", "name", "idx"):
         if hasattr(key, attr):
             return str(getattr(key, attr))
@@ -69,7 +69,7 @@ def to_plain(tree: PyTree, as_lists: bool = False) -> Any:
     if len(children) == 1 and not children[0][0]:  # a leaf
         return _plain_leaf(tree, as_lists)
     # another registered pytree node (e.g. a flax FrozenDict or nnx.State): one level down
-    return {_segment(path[0]): to_plain(child, as_lists) for path, child in children}
+    return {key_name(path[0]): to_plain(child, as_lists) for path, child in children}
 
 
 def _plain_paths(plain: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
@@ -136,10 +136,10 @@ def from_plain(target: PyTree, plain: Any, where: str = "state") -> PyTree:
         return treedef.unflatten([_convert(plain, leaves[0][1], where)])
     values = []
     for path, leaf in leaves:
-        segments = [_segment(k) for k in path]
+        segments = [key_name(k) for k in path]
         value = _lookup(plain, segments, where)
         values.append(_convert(value, leaf, "/".join([where, *segments])))
-    expected = {tuple(_segment(k) for k in path) for path, _ in leaves}
+    expected = {tuple(key_name(k) for k in path) for path, _ in leaves}
     unexpected = sorted(_plain_paths(plain) - expected)
     if unexpected:
         shown = ", ".join(repr("/".join([where, *p])) for p in unexpected[:5])

@@ -16,13 +16,14 @@ import numpy as np
 
 __all__ = [
     "apply_updates",
+    "clip_factor",
     "compute_dtype",
     "check_same_structure",
     "global_norm",
     "map_leaves",
     "map_leaves_multi",
     "path_str",
-    "tree_scale",
+    "scale",
     "zeros_leaf",
     "zeros_like",
 ]
@@ -139,7 +140,7 @@ def zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
-        >>> gc.zeros_like({"w": jnp.ones(2)}, "bfloat16")["w"]
+        >>> gc.tree.zeros_like({"w": jnp.ones(2)}, "bfloat16")["w"]
         Array([0, 0], dtype=bfloat16)
     """
     return jax.tree.map(lambda x: zeros_leaf(x, dtype), tree)
@@ -169,7 +170,7 @@ def zeros_leaf(x: Any, dtype: Any = None) -> jax.Array:
     return jnp.zeros(jnp.shape(x), dtype)
 
 
-def tree_scale(tree: PyTree, factor: Any) -> PyTree:
+def scale(tree: PyTree, factor: Any) -> PyTree:
     """Multiply every leaf by ``factor`` keeping each leaf's dtype.
 
     The product is computed in the promoted dtype (float32 for a float32
@@ -189,6 +190,11 @@ def global_norm(tree: PyTree) -> jax.Array:
         for x in leaves
     )
     return jnp.sqrt(total)
+
+
+def clip_factor(norm: jax.Array, max_norm: float | jax.Array) -> jax.Array:
+    """``min(1, max_norm / norm)``, written so that a zero norm gives exactly 1."""
+    return max_norm / jnp.maximum(norm, max_norm)
 
 
 def apply_updates(params: PyTree, updates: PyTree) -> PyTree:

@@ -1,4 +1,4 @@
-"""Hyper-parameter checks used in ``__post_init__`` of every transform.
+"""Hyper-parameter checks used in the ``__check_init__`` of every transform.
 
 Each check raises a ValueError (bad value) or TypeError (wrong kind of value)
 whose message names the owner, the argument, what was given and what is
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, cast
 
 import jax
 
 __all__ = [
     "as_real",
     "check_bool",
+    "check_clamp_bounds",
     "check_choice",
     "check_int",
     "check_number",
@@ -104,7 +105,8 @@ def check_int(owner: Any, field: str, *, low: int | None = None, high: int | Non
             f"{_owner_name(owner)}: `{field}` must be an integer, got "
             f"{type(value).__name__} {value!r}."
         )
-    if (low is not None and value < low) or (high is not None and value > high):
+    # typeshed's numbers.Integral declares only `<` and `<=`: compare it as an int.
+    if (low is not None and value < low) or (high is not None and cast(int, value) > high):
         raise ValueError(
             f"{_owner_name(owner)}: `{field}` must be an integer in "
             f"{_range_text(low, high, False, False)}, got {value!r}."
@@ -133,4 +135,21 @@ def check_choice(owner: Any, field: str, choices: tuple[Any, ...]) -> None:
     if value not in choices:
         raise ValueError(
             f"{_owner_name(owner)}: `{field}` must be one of {list(choices)}, got {value!r}."
+        )
+
+
+def check_clamp_bounds(owner: Any) -> None:
+    """Validate ``clamp_min`` / ``clamp_max``: numbers or None, at least one, min <= max."""
+    check_number(owner, "clamp_min", optional=True)
+    check_number(owner, "clamp_max", optional=True)
+    low, high = owner.clamp_min, owner.clamp_max
+    if low is None and high is None:
+        raise ValueError(
+            f"{type(owner).name!r}: give at least one of `clamp_min` and `clamp_max`, "
+            "got neither."
+        )
+    if low is not None and high is not None and not (is_traced(low) or is_traced(high)) and low > high:
+        raise ValueError(
+            f"{type(owner).name!r}: `clamp_min` must be <= `clamp_max`, got "
+            f"clamp_min={low!r} > clamp_max={high!r}."
         )

@@ -31,7 +31,7 @@ def aggregate_aux_vars(messages: Sequence[Mapping[str, PyTree]]) -> dict[str, Py
         >>> import jax.numpy as jnp, gradchain as gc
         >>> a = {"scaffold": {"delta": jnp.array([1.0, 2.0]), "clients": jnp.array(1)}}
         >>> b = {"scaffold": {"delta": jnp.array([3.0, 4.0]), "clients": jnp.array(0)}}
-        >>> gc.aggregate_aux_vars([a, b])["scaffold"]["delta"]
+        >>> gc.federated.aggregate_aux_vars([a, b])["scaffold"]["delta"]
         Array([4., 6.], dtype=float32)
     """
     messages = list(messages)

@@ -12,7 +12,7 @@ from typing import Any
 
 from gradchain.modules.adaptive import Adam, Yogi
 from gradchain.modules.momentum import Momentum
-from gradchain.optimizer import Optimizer
+from gradchain.optimizers.optimizer import Optimizer
 
 __all__ = ["fedadam", "fedavg", "fedavgm", "fedyogi"]
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from gradchain.core.tree import PyTree
 from gradchain.federated.aggregation import pseudo_gradient, sum_over_clients, weighted_mean
-from gradchain.optimizer import Optimizer
+from gradchain.optimizers.optimizer import Optimizer
 
 __all__ = ["ClientData", "FederatedSimulation", "SimulationState"]
 
@@ -44,7 +44,7 @@ class ClientData(NamedTuple):
     """
 
     data: PyTree
-    counts: jax.Array
+    counts: jax.Array | np.ndarray
 
 
 class SimulationState(NamedTuple):
@@ -251,7 +251,7 @@ def _client_round_impl(sim: FederatedSimulation, params: PyTree, server_aux: PyT
     if server_aux:
         client_state = opt.process_aux_var(client_state, server_aux)
 
-    def step(carry: tuple, step_key: jax.Array) -> tuple:
+    def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, jax.Array]:
         p, s = carry
         if sim.batch_size is None:
             batch = data

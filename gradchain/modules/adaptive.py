@@ -12,9 +12,10 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradchain.core.transform import RoundReset
 from gradchain.core.tree import PyTree, compute_dtype, map_leaves_multi
 from gradchain.core.validation import check_bool, check_number
-from gradchain.modules.moments import MomentModule
+from gradchain.modules.moment_module import MomentModule
 
 __all__ = ["AdaGrad", "Adam", "AdamState", "RMSProp", "ScalingState", "Yogi"]
 
@@ -56,12 +57,11 @@ def bias_correction(beta: Any, t: jax.Array) -> jax.Array:
     return -jnp.expm1(t * jnp.log(beta))  # a live (traced) beta, already float32
 
 
-def _check_eps_and_reset(module: Any) -> None:
+def _check_eps(module: Any) -> None:
     check_number(module, "eps", low=0.0)
-    check_bool(module, "round_reset")
 
 
-class AdaGrad(MomentModule):
+class AdaGrad(MomentModule, RoundReset):
     """AdaGrad: scale by the root of the running sum of squared gradients.
 
     .. math::
@@ -86,11 +86,9 @@ class AdaGrad(MomentModule):
     packable: ClassVar[bool] = True
 
     eps: float = 1e-7
-    round_reset: bool = False
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_eps_and_reset(self)
+    def __check_init__(self) -> None:
+        _check_eps(self)
 
     def init(self, params: PyTree) -> ScalingState:
         return ScalingState(self.moments_like(params))
@@ -108,7 +106,7 @@ class AdaGrad(MomentModule):
         return out, ScalingState(nu)
 
 
-class RMSProp(MomentModule):
+class RMSProp(MomentModule, RoundReset):
     """RMSProp: scale by the root of an EWMA of squared gradients (no bias correction).
 
     .. math::
@@ -135,12 +133,10 @@ class RMSProp(MomentModule):
 
     beta: float = 0.9
     eps: float = 1e-7
-    round_reset: bool = False
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_number(self, "beta", low=0.0, high=1.0, high_open=True)
-        _check_eps_and_reset(self)
+        _check_eps(self)
 
     def init(self, params: PyTree) -> ScalingState:
         return ScalingState(self.moments_like(params))
@@ -158,7 +154,7 @@ class RMSProp(MomentModule):
         return out, ScalingState(nu)
 
 
-class Adam(MomentModule):
+class Adam(MomentModule, RoundReset):
     """Adam, with bias correction and optional AMSGrad on the corrected second moment.
 
     .. math::
@@ -172,8 +168,8 @@ class Adam(MomentModule):
     Args:
         beta_1: first-moment decay in [0, 1) (default 0.9).
         beta_2: second-moment decay in [0, 1) (default 0.99).
-        amsgrad: keep the running max of the corrected second moment (default False).
         eps: numerical-stability term added outside the root (default 1e-7).
+        amsgrad: keep the running max of the corrected second moment (default False).
         round_reset: reset steps, moments and the AMSGrad max at round starts.
         moment_dtype: dtype of the stored moments (default: the param's).
 
@@ -193,16 +189,14 @@ class Adam(MomentModule):
 
     beta_1: float = 0.9
     beta_2: float = 0.99
-    amsgrad: bool = False
     eps: float = 1e-7
-    round_reset: bool = False
+    amsgrad: bool = False
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_number(self, "beta_1", low=0.0, high=1.0, high_open=True)
         check_number(self, "beta_2", low=0.0, high=1.0, high_open=True)
         check_bool(self, "amsgrad")
-        _check_eps_and_reset(self)
+        _check_eps(self)
 
     def init(self, params: PyTree) -> AdamState:
         return AdamState(
@@ -257,8 +251,8 @@ class Yogi(Adam):
     Args:
         beta_1: first-moment decay in [0, 1) (default 0.9).
         beta_2: second-moment decay in [0, 1) (default 0.99).
-        amsgrad: keep the running max of the corrected second moment (default False).
         eps: numerical-stability term added outside the root (default 1e-7).
+        amsgrad: keep the running max of the corrected second moment (default False).
         round_reset: reset steps, moments and the AMSGrad max at round starts.
         moment_dtype: dtype of the stored moments (default: the param's).
 

@@ -8,15 +8,10 @@ import jax
 import jax.numpy as jnp
 
 from gradchain.core.transform import EmptyState, Module
-from gradchain.core.tree import PyTree, compute_dtype, global_norm, map_leaves
+from gradchain.core.tree import PyTree, clip_factor, compute_dtype, global_norm, map_leaves
 from gradchain.core.validation import check_number
 
-__all__ = ["L2Clipping", "L2GlobalClipping", "clip_factor"]
-
-
-def clip_factor(norm: jax.Array, max_norm: float | jax.Array) -> jax.Array:
-    """``min(1, max_norm / norm)``, written so that a zero norm gives exactly 1."""
-    return max_norm / jnp.maximum(norm, max_norm)
+__all__ = ["L2Clipping", "L2GlobalClipping"]
 
 
 def _scaled(g: jax.Array, factor: jax.Array) -> jax.Array:
@@ -45,7 +40,7 @@ class L2Clipping(Module):
 
     max_norm: float = 1.0
 
-    def __post_init__(self) -> None:
+    def __check_init__(self) -> None:
         check_number(self, "max_norm", low=0.0, low_open=True)
 
     def update(
@@ -80,7 +75,7 @@ class L2GlobalClipping(Module):
 
     max_norm: float = 1.0
 
-    def __post_init__(self) -> None:
+    def __check_init__(self) -> None:
         check_number(self, "max_norm", low=0.0, low_open=True)
 
     def update(

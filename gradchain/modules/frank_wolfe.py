@@ -20,7 +20,7 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from gradchain.core.rows import check_param_ndim, map_rows, row_l2_norm
+from gradchain.core.param_ndim import check_param_ndim, map_rows, row_l2_norm
 from gradchain.core.transform import EmptyState, Module, require_params
 from gradchain.core.tree import PyTree
 from gradchain.core.validation import (
@@ -30,7 +30,7 @@ from gradchain.core.validation import (
     check_number,
     check_optional_int,
 )
-from gradchain.modules.rowwise import TINY
+from gradchain.modules.row_module import TINY
 from gradchain.modules.sparsify import DrawState, check_q_fields, draw_qs, init_draws, l1q_rows
 
 __all__ = ["FrankWolfe", "FrankWolfeState"]
@@ -46,7 +46,8 @@ class FrankWolfeState(NamedTuple):
         draws: the key of the ``q'`` draws (``lmo="l1q"`` with ``dq > 0``), else empty.
     """
 
-    count: jax.Array
+    # a field named `count` shadows tuple.count, on purpose: the state's public name
+    count: jax.Array  # type: ignore[assignment]
     draws: EmptyState | DrawState
 
 
@@ -89,7 +90,7 @@ class FrankWolfe(Module):
     """
 
     name = "frank-wolfe"
-    live_static: ClassVar[tuple[str, ...]] = ("dq",)  # dq > 0 adds a key to the state
+    static_hyperparams: ClassVar[tuple[str, ...]] = ("dq",)  # dq > 0 adds a key to the state
     example_config: ClassVar[dict] = {
         "epsilon": 1.0, "lmo": "l1q", "q": 0.5, "dq": 0.2, "seed": 0, "param_ndim": None,
     }
@@ -104,7 +105,7 @@ class FrankWolfe(Module):
     seed: int | None = None
     div_by_zero_eps: float = TINY
 
-    def __post_init__(self) -> None:
+    def __check_init__(self) -> None:
         check_number(self, "epsilon", low=0.0)
         check_choice(self, "lmo", LMOS)
         check_bool(self, "use_default_lr_schedule")

@@ -7,9 +7,10 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradchain.core.transform import RoundReset
 from gradchain.core.tree import PyTree, compute_dtype, map_leaves_multi
 from gradchain.core.validation import check_bool, check_number
-from gradchain.modules.moments import MomentModule
+from gradchain.modules.moment_module import MomentModule
 
 __all__ = ["EWMA", "Momentum", "MomentumState", "YogiMomentum"]
 
@@ -20,17 +21,15 @@ class MomentumState(NamedTuple):
     velocity: PyTree
 
 
-class _Velocity(MomentModule, register=False):
+class _Velocity(MomentModule, RoundReset, register=False):
     """Shared plumbing: one params-shaped velocity, updated leaf by leaf.
 
-    Subclasses declare the ``beta`` and ``round_reset`` fields themselves, so
-    that positional arguments follow declearn's order.
+    Subclasses declare the ``beta`` field themselves, so that positional
+    arguments follow declearn's order.
     """
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_number(self, "beta", low=0.0, high=1.0, high_open=True)
-        check_bool(self, "round_reset")
 
     def init(self, params: PyTree) -> MomentumState:
         return MomentumState(self.moments_like(params))
@@ -83,10 +82,8 @@ class Momentum(_Velocity):
 
     beta: float = 0.9
     nesterov: bool = False
-    round_reset: bool = False
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_bool(self, "nesterov")
 
     def step(self, g: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -116,7 +113,6 @@ class EWMA(_Velocity):
     packable: ClassVar[bool] = True
 
     beta: float = 0.9
-    round_reset: bool = False
 
     def step(self, g: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
         v = (1.0 - self.beta) * g + self.beta * v
@@ -148,7 +144,6 @@ class YogiMomentum(_Velocity):
     packable: ClassVar[bool] = True
 
     beta: float = 0.9
-    round_reset: bool = False
 
     def step(self, g: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
         v = v - (1.0 - self.beta) * jnp.sign(v - g) * g

@@ -72,7 +72,7 @@ class GaussianNoise(Module):
     safe_mode: bool = True
     seed: int | None = None
 
-    def __post_init__(self) -> None:
+    def __check_init__(self) -> None:
         check_number(self, "std", low=0.0)
         check_bool(self, "safe_mode")
         check_optional_int(self, "seed")

@@ -8,9 +8,9 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from gradchain.core.rows import row_l1_norm, row_l2_norm
+from gradchain.core.param_ndim import row_l1_norm, row_l2_norm
 from gradchain.core.validation import check_number
-from gradchain.modules.rowwise import TINY, RowwiseModule
+from gradchain.modules.row_module import TINY, RowwiseModule
 
 __all__ = ["L1Normalize", "L2Normalize", "Sign"]
 
@@ -42,8 +42,7 @@ class L1Normalize(RowwiseModule):
 
     div_by_zero_eps: float = TINY
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_number(self, "div_by_zero_eps", low=0.0, low_open=True)
 
     def transform_rows(self, rows: jax.Array) -> jax.Array:
@@ -79,8 +78,7 @@ class L2Normalize(RowwiseModule):
 
     div_by_zero_eps: float = TINY
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_number(self, "div_by_zero_eps", low=0.0, low_open=True)
 
     def transform_rows(self, rows: jax.Array) -> jax.Array:

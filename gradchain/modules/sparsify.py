@@ -11,16 +11,16 @@ in the state.
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
 
-from gradchain.core.rows import check_param_ndim, map_rows
+from gradchain.core.param_ndim import check_param_ndim, map_rows
 from gradchain.core.transform import EmptyState
 from gradchain.core.tree import PyTree
 from gradchain.core.validation import check_int, check_number
-from gradchain.modules.rowwise import RowwiseModule
+from gradchain.modules.row_module import RowwiseModule
 
 __all__ = [
     "DrawState",
@@ -67,7 +67,7 @@ def draw_qs(
     """One ``q'`` for each of ``n`` tensors (``q`` itself when ``dq == 0``) and the next state."""
     if dq == 0:
         return [q] * n, state
-    key, draw = jax.random.split(state.key)
+    key, draw = jax.random.split(cast(DrawState, state).key)  # dq > 0: init_draws made one
     low, high = jnp.maximum(0.0, q - dq), jnp.minimum(1.0, q + dq)  # q may be live (traced)
     qs = jax.random.uniform(draw, (n,), jnp.float32, low, high)
     return [qs[i] for i in range(n)], DrawState(key)
@@ -114,8 +114,7 @@ class _Sparsify(RowwiseModule, register=False):
     dq: float = 0.0
     seed: int | None = None
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_q_fields(self)
 
     def init(self, params: PyTree) -> EmptyState | DrawState:
@@ -166,7 +165,7 @@ class TopQ(_Sparsify):
     """
 
     name = "top-q"
-    live_static: ClassVar[tuple[str, ...]] = ("dq",)  # dq > 0 adds a key to the state
+    static_hyperparams: ClassVar[tuple[str, ...]] = ("dq",)  # dq > 0 adds a key to the state
     example_config: ClassVar[dict] = {"q": 0.5, "dq": 0.25, "seed": 0, "param_ndim": None}
 
     def sparsify(self, rows: jax.Array, q: Any) -> jax.Array:
@@ -202,7 +201,7 @@ class L1qNormalize(_Sparsify):
     """
 
     name = "l1q-normalize"
-    live_static: ClassVar[tuple[str, ...]] = ("dq",)  # dq > 0 adds a key to the state
+    static_hyperparams: ClassVar[tuple[str, ...]] = ("dq",)  # dq > 0 adds a key to the state
     example_config: ClassVar[dict] = {"q": 0.3, "dq": 0.2, "seed": 1, "param_ndim": None}
 
     def sparsify(self, rows: jax.Array, q: Any) -> jax.Array:

@@ -57,7 +57,7 @@ class FedProx(Regularizer):
 
     alpha: float = 0.01
 
-    def __post_init__(self) -> None:
+    def __check_init__(self) -> None:
         check_number(self, "alpha", low=0.0)
 
     def init(self, params: PyTree) -> FedProxState:
@@ -66,7 +66,7 @@ class FedProx(Regularizer):
     def reset_state(self, state: FedProxState) -> FedProxState:
         return FedProxState(state.reference, jnp.ones((), jnp.bool_))
 
-    def on_round_start(self, state: FedProxState) -> FedProxState:
+    def start_round(self, state: FedProxState) -> FedProxState:
         return self.reset_state(state)
 
     def regularize(self, grads: PyTree, state: FedProxState, params: PyTree) -> tuple[PyTree, FedProxState]:

@@ -103,7 +103,7 @@ class ParameterChange(Regularizer):
     alpha: float = 0.01
     gamma: float = 1.0
 
-    def __post_init__(self) -> None:
+    def __check_init__(self) -> None:
         check_number(self, "alpha", low=0.0)
         check_number(self, "gamma", low=0.0, high=1.0)
 

@@ -41,7 +41,7 @@ class Lasso(Regularizer):
 
     alpha: float = 0.01
 
-    def __post_init__(self) -> None:
+    def __check_init__(self) -> None:
         check_number(self, "alpha", low=0.0)
 
     def regularize(self, grads: PyTree, state: EmptyState, params: PyTree) -> tuple[PyTree, EmptyState]:
@@ -74,7 +74,7 @@ class Ridge(Regularizer):
 
     alpha: float = 0.01
 
-    def __post_init__(self) -> None:
+    def __check_init__(self) -> None:
         check_number(self, "alpha", low=0.0)
 
     def regularize(self, grads: PyTree, state: EmptyState, params: PyTree) -> tuple[PyTree, EmptyState]:

@@ -1,5 +1,6 @@
 """declearn's eleven schedulers for the learning rate and the weight decay."""
 
+
 from gradchain.schedules.base import Scheduler
 from gradchain.schedules.cosine import CosineAnnealing, CosineAnnealingWarmRestarts
 from gradchain.schedules.cyclic import CyclicExpRange, CyclicTriangular
@@ -12,6 +13,9 @@ from gradchain.schedules.decay import (
 )
 from gradchain.schedules.warmup import Warmup, WarmupRounds
 
+#: ``{name: class}`` of every registered scheduler (a Registry mapping).
+registry = Scheduler.registry
+
 __all__ = [
     "CosineAnnealing",
     "CosineAnnealingWarmRestarts",
@@ -22,6 +26,7 @@ __all__ = [
     "LinearDecay",
     "PiecewiseDecay",
     "PolynomialDecay",
+    "registry",
     "Scheduler",
     "Warmup",
     "WarmupRounds",

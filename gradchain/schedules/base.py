@@ -44,8 +44,9 @@ class Scheduler(Registered, register=False):
 
     base: float
 
-    def __post_init__(self) -> None:
-        check_number(self, "base", low=0.0)
+    def __check_init__(self) -> None:
+        if not isinstance(self.base, Scheduler):  # warmups may wrap another scheduler
+            check_number(self, "base", low=0.0)
         if hasattr(self, "step_level"):
             check_bool(self, "step_level")
 
@@ -79,7 +80,7 @@ class Scheduler(Registered, register=False):
 
         Example:
             >>> import gradchain as gc
-            >>> sched = gc.Scheduler.from_specs("exponential-decay", {"base": 1.0, "rate": 0.5})
+            >>> sched = gc.schedules.Scheduler.from_specs("exponential-decay", {"base": 1.0, "rate": 0.5})
             >>> float(sched(3))
             0.125
         """

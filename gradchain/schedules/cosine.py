@@ -35,7 +35,7 @@ class CosineAnnealing(Scheduler):
 
     Example:
         >>> import gradchain as gc
-        >>> s = gc.Scheduler.from_specs("cosine-annealing", {"base": 0.0, "max_lr": 1.0, "duration": 4})
+        >>> s = gc.schedules.Scheduler.from_specs("cosine-annealing", {"base": 0.0, "max_lr": 1.0, "duration": 4})
         >>> [round(float(s(t)), 4) for t in range(6)]
         [1.0, 0.8536, 0.5, 0.1464, 0.0, 0.0]
     """
@@ -47,8 +47,7 @@ class CosineAnnealing(Scheduler):
     duration: int
     step_level: bool = True
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_number(self, "max_lr", low=0.0)
         check_int(self, "duration", low=1)
 
@@ -78,7 +77,7 @@ class CosineAnnealingWarmRestarts(Scheduler):
 
     Example:
         >>> import gradchain as gc
-        >>> s = gc.Scheduler.from_specs("cosine-annealing-warm-restarts",
+        >>> s = gc.schedules.Scheduler.from_specs("cosine-annealing-warm-restarts",
         ...     {"base": 0.0, "max_lr": 1.0, "period": 2, "t_mult": 0.5})
         >>> [round(float(s(t)), 4) for t in range(4)]
         [1.0, 0.5, 0.5, 0.25]
@@ -92,8 +91,7 @@ class CosineAnnealingWarmRestarts(Scheduler):
     t_mult: float = 1.0
     step_level: bool = True
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_number(self, "max_lr", low=0.0)
         check_int(self, "period", low=1)
         check_number(self, "t_mult", low=0.0)

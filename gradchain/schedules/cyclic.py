@@ -35,7 +35,7 @@ class CyclicTriangular(Scheduler):
 
     Example:
         >>> import gradchain as gc
-        >>> s = gc.Scheduler.from_specs("cyclic-triangular", {"base": 0.0, "max_lr": 1.0, "stepsize": 2})
+        >>> s = gc.schedules.Scheduler.from_specs("cyclic-triangular", {"base": 0.0, "max_lr": 1.0, "stepsize": 2})
         >>> [float(s(t)) for t in range(5)]
         [0.0, 0.5, 1.0, 0.5, 0.0]
 
@@ -50,8 +50,7 @@ class CyclicTriangular(Scheduler):
     stepsize: int
     decay: bool = False
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_number(self, "max_lr", low=0.0)
         check_int(self, "stepsize", low=1)
         check_bool(self, "decay")
@@ -79,7 +78,7 @@ class CyclicExpRange(Scheduler):
 
     Example:
         >>> import gradchain as gc
-        >>> s = gc.Scheduler.from_specs("cyclic-exp-range",
+        >>> s = gc.schedules.Scheduler.from_specs("cyclic-exp-range",
         ...     {"base": 0.0, "max_lr": 1.0, "stepsize": 1, "decay": 0.5})
         >>> [float(s(t)) for t in range(3)]
         [0.0, 0.5, 0.0]
@@ -92,8 +91,7 @@ class CyclicExpRange(Scheduler):
     stepsize: int
     decay: float
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_number(self, "max_lr", low=0.0)
         check_int(self, "stepsize", low=1)
         check_number(self, "decay", low=0.0)

@@ -29,7 +29,7 @@ class ExponentialDecay(Scheduler):
 
     Example:
         >>> import gradchain as gc
-        >>> s = gc.Scheduler.from_specs("exponential-decay", {"base": 1.0, "rate": 0.5})
+        >>> s = gc.schedules.Scheduler.from_specs("exponential-decay", {"base": 1.0, "rate": 0.5})
         >>> [float(s(t)) for t in range(3)]
         [1.0, 0.5, 0.25]
     """
@@ -40,8 +40,7 @@ class ExponentialDecay(Scheduler):
     rate: float
     step_level: bool = True
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_number(self, "rate", low=0.0)
 
     def value(self, step: jax.Array, round_: jax.Array, state: SchedulerState) -> jax.Array:
@@ -58,7 +57,7 @@ class InverseScaling(Scheduler):
 
     Example:
         >>> import gradchain as gc
-        >>> s = gc.Scheduler.from_specs("inverse-scaling", {"base": 1.0, "rate": 1.0})
+        >>> s = gc.schedules.Scheduler.from_specs("inverse-scaling", {"base": 1.0, "rate": 1.0})
         >>> [float(s(t)) for t in range(3)]
         [1.0, 0.5, 0.3333333432674408]
     """
@@ -69,8 +68,7 @@ class InverseScaling(Scheduler):
     rate: float
     step_level: bool = True
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_number(self, "rate")
 
     def value(self, step: jax.Array, round_: jax.Array, state: SchedulerState) -> jax.Array:
@@ -87,7 +85,7 @@ class LinearDecay(Scheduler):
 
     Example:
         >>> import gradchain as gc
-        >>> s = gc.Scheduler.from_specs("linear-decay", {"base": 1.0, "rate": 0.5})
+        >>> s = gc.schedules.Scheduler.from_specs("linear-decay", {"base": 1.0, "rate": 0.5})
         >>> [float(s(t)) for t in range(4)]
         [1.0, 0.5, 0.0, 0.0]
     """
@@ -98,8 +96,7 @@ class LinearDecay(Scheduler):
     rate: float
     step_level: bool = True
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_number(self, "rate", low=0.0)
 
     def value(self, step: jax.Array, round_: jax.Array, state: SchedulerState) -> jax.Array:
@@ -118,7 +115,7 @@ class PolynomialDecay(Scheduler):
 
     Example:
         >>> import gradchain as gc
-        >>> s = gc.Scheduler.from_specs("polynomial-decay", {"base": 1.0, "power": 2, "limit": 2})
+        >>> s = gc.schedules.Scheduler.from_specs("polynomial-decay", {"base": 1.0, "power": 2, "limit": 2})
         >>> [float(s(t)) for t in range(4)]
         [1.0, 0.25, 0.0, 0.0]
     """
@@ -130,8 +127,7 @@ class PolynomialDecay(Scheduler):
     limit: int
     step_level: bool = True
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_number(self, "power", low=0.0)
         check_int(self, "limit", low=1)
 
@@ -152,7 +148,7 @@ class PiecewiseDecay(Scheduler):
 
     Example:
         >>> import gradchain as gc
-        >>> s = gc.Scheduler.from_specs("piecewise-decay", {"base": 1.0, "rate": 0.5, "step_size": 2})
+        >>> s = gc.schedules.Scheduler.from_specs("piecewise-decay", {"base": 1.0, "rate": 0.5, "step_size": 2})
         >>> [float(s(t)) for t in range(5)]
         [1.0, 1.0, 0.5, 0.5, 0.25]
     """
@@ -164,8 +160,7 @@ class PiecewiseDecay(Scheduler):
     step_size: int
     step_level: bool = True
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_number(self, "rate", low=0.0)
         check_int(self, "step_size", low=1)
 

@@ -7,29 +7,31 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from gradchain.core.validation import check_int, check_number
+from gradchain.core.registry import field
+from gradchain.core.validation import check_int
 from gradchain.schedules.base import Scheduler, SchedulerState, f32
 
 __all__ = ["Warmup", "WarmupRounds"]
 
 
+def _parse_base(base: Any, name: str) -> Any:
+    """A ``[name, config]`` spec of the wrapped scheduler, built; anything else as given."""
+    if isinstance(base, (list, tuple)):
+        if len(base) != 2 or not isinstance(base[0], str):
+            raise TypeError(
+                f"`{name}` must be a number, a Scheduler or a [name, config] spec, got {base!r}."
+            )
+        return Scheduler.from_specs(base[0], base[1])
+    return base
+
+
 class _WarmupBase(Scheduler, register=False):
     """Shared parsing of ``base``: a number, a Scheduler or a ``[name, config]`` spec."""
 
-    base: Any
-    warmup: int
+    base: Any = field(convert=_parse_base)
+    warmup: int = field()
 
-    def __post_init__(self) -> None:
-        base = self.base
-        if isinstance(base, (list, tuple)):
-            if len(base) != 2 or not isinstance(base[0], str):
-                raise TypeError(
-                    f"{self.name!r}: `base` must be a number, a Scheduler or a "
-                    f"[name, config] spec, got {base!r}."
-                )
-            object.__setattr__(self, "base", Scheduler.from_specs(base[0], base[1]))
-        elif not isinstance(base, Scheduler):
-            check_number(self, "base", low=0.0)
+    def __check_init__(self) -> None:
         check_int(self, "warmup", low=1)
 
     @property
@@ -67,7 +69,7 @@ class Warmup(_WarmupBase):
 
     Example:
         >>> import gradchain as gc
-        >>> s = gc.Scheduler.from_specs("warmup", {"base": 1.0, "warmup": 4})
+        >>> s = gc.schedules.Scheduler.from_specs("warmup", {"base": 1.0, "warmup": 4})
         >>> [float(s(t)) for t in range(6)]
         [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     """
@@ -119,7 +121,7 @@ class WarmupRounds(_WarmupBase):
 
     Example:
         >>> import gradchain as gc
-        >>> s = gc.Scheduler.from_specs("warmup-rounds", {"base": 1.0, "warmup": 2})
+        >>> s = gc.schedules.Scheduler.from_specs("warmup-rounds", {"base": 1.0, "warmup": 2})
         >>> [float(s(0, r)) for r in range(3)]
         [0.5, 1.0, 1.0]
     """

@@ -48,7 +48,7 @@ class Accumulate(Wrapper):
     at least float32, so bf16 / f16 micro-gradients lose nothing to
     rounding while they accumulate; the mean is cast back to the gradients'
     dtype before it reaches ``inner``, and the updates come out in the
-    gradients' dtypes. A round start (``on_round_start``) drops a partial sum:
+    gradients' dtypes. A round start (``start_round``) drops a partial sum:
     gradients taken at the previous round's weights must not leak into the
     next round's first step.
 
@@ -74,13 +74,12 @@ class Accumulate(Wrapper):
         optax.MultiSteps (the compute-and-select design this one avoids).
     """
 
-    kind = "accumulate"
+    name = "accumulate"
 
     every_k: int
     accumulator_dtype: str | None = None
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_int(self, "every_k", low=1)
         check_choice(self, "accumulator_dtype", (None, *_FLOAT_DTYPES))
 
@@ -99,7 +98,7 @@ class Accumulate(Wrapper):
         self, updates: PyTree, state: AccumulateState, params: PyTree | None = None, **extra: Any
     ) -> tuple[PyTree, AccumulateState]:
         if self.every_k == 1:
-            out, inner = self.inner_update(updates, state.inner, params, extra)
+            out, inner = self.adapted.update(updates, state.inner, params, **extra)
             return out, state._replace(inner=inner)
         k = self.every_k
         last = state.micro_step == k - 1
@@ -108,7 +107,7 @@ class Accumulate(Wrapper):
         def step(operands: tuple) -> tuple:
             total, inner_state = operands
             mean = map_leaves(lambda g, s: (s / k).astype(g.dtype), updates, total)
-            out, new_inner = self.inner_update(mean, inner_state, params, extra)
+            out, new_inner = self.adapted.update(mean, inner_state, params, **extra)
             return map_leaves(lambda g, u: u.astype(g.dtype), updates, out), new_inner
 
         def wait(operands: tuple) -> tuple:
@@ -122,8 +121,8 @@ class Accumulate(Wrapper):
         micro_step = jnp.where(last, 0, state.micro_step + 1).astype(jnp.int32)
         return out, AccumulateState(micro_step, grads_sum, inner)
 
-    def on_round_start(self, state: AccumulateState) -> AccumulateState:
-        state = super().on_round_start(state)
+    def start_round(self, state: AccumulateState) -> AccumulateState:
+        state = super().start_round(state)
         return AccumulateState(
             jnp.zeros_like(state.micro_step), zeros_like(state.grads_sum), state.inner
         )

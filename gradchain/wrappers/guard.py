@@ -86,12 +86,11 @@ class SkipNonFinite(Wrapper):
         optax.apply_if_finite (the let-through rule after too many errors).
     """
 
-    kind = "skip-nonfinite"
+    name = "skip-nonfinite"
 
     max_consecutive: int | None = None
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def __check_init__(self) -> None:
         check_optional_int(self, "max_consecutive", low=0)
 
     def init(self, params: PyTree) -> SkipNonFiniteState:
@@ -101,7 +100,7 @@ class SkipNonFinite(Wrapper):
     def update(
         self, updates: PyTree, state: SkipNonFiniteState, params: PyTree | None = None, **extra: Any
     ) -> tuple[PyTree, SkipNonFiniteState]:
-        out, new_inner = self.inner_update(updates, state.inner, params, extra)
+        out, new_inner = self.adapted.update(updates, state.inner, params, **extra)
         finite = all_finite(updates) & all_finite(out)
         apply = finite
         if self.max_consecutive is not None:

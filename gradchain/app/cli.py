@@ -1,0 +1,179 @@
+"""The ``gradchain`` command (also ``python -m gradchain``).
+
+Subcommands::
+
+    gradchain demo [--epochs N --out DIR]        train the digits MLP with several configs
+    gradchain train CONFIG.json [--epochs N --batch-size B --seed S --out DIR]
+    gradchain list [--json]                      every registered plug-in and scheduler
+    gradchain validate CONFIG.json               check an Optimizer config without training
+    gradchain bench [--quick --out DIR]          the benchmark harness
+
+A malformed or unknown config gets a one-line error naming the problem and
+exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import gradchain as gc
+from gradchain.app.bench import main as bench_main
+from gradchain.app.examples.demo import format_table, plot_losses, run_demo, train_config
+from gradchain.optimizers.optimizer import Optimizer
+
+__all__ = ["describe_registries", "main"]
+
+EXIT_BAD_INPUT = 2
+
+
+class BadInputError(Exception):
+    """A user error reported in one line (exit code 2)."""
+
+
+def _load_config(path: str) -> tuple[dict[str, Any], Any]:
+    """Read ``path`` as JSON and build the Optimizer it describes."""
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise BadInputError(f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise BadInputError(f"{path} is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})") from None
+    try:
+        return config, Optimizer.from_config(config)
+    except (TypeError, ValueError, KeyError) as error:
+        message = error.args[0] if error.args else repr(error)
+        raise BadInputError(f"{path}: {message}") from None
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return "(required)"
+
+
+def describe_registries() -> dict[str, dict[str, dict[str, Any]]]:
+    """``{family: {name: {"class", "summary", "arguments": {arg: default}}}}`` of every registry."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for family, classes in (("modules", gc.modules.registry.snapshot()), ("regularizers", gc.regularizers.registry.snapshot()),
+                            ("constraints", gc.constraints.registry.snapshot()), ("schedulers", gc.schedules.registry.snapshot())):
+        out[family] = {
+            name: {
+                "class": f"{cls.__module__}.{cls.__qualname__}",
+                "summary": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
+                "arguments": {f.name: _default(f) for f in cls.config_fields()},
+            }
+            for name, cls in sorted(classes.items())
+        }
+    return out
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    described = describe_registries()
+    if args.json:
+        print(json.dumps(described, indent=2))
+        return 0
+    for family, entries in described.items():
+        print(f"{family}:")
+        for name, info in entries.items():
+            arguments = ", ".join(f"{k}={v!r}" if v != "(required)" else k for k, v in info["arguments"].items())
+            print(f"  {name}({arguments})")
+            print(f"      {info['summary']}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    _, opt = _load_config(args.config)
+    names = [p.name for group in (opt.regularizers, opt.modules, opt.constraints) for p in group]
+    print(f"{args.config}: valid Optimizer config ({len(names)} plug-ins: {', '.join(names) or 'none'}).")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    config, _ = _load_config(args.config)
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise BadInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    from tqdm import tqdm  # an optional dependency (gradchain[examples])
+
+    with tqdm(total=args.epochs, desc=Path(args.config).name, unit="epoch") as bar:
+        result = train_config(config, args.epochs, args.batch_size, args.seed, progress=bar)
+    results = {Path(args.config).stem: result}
+    print(format_table(results))
+    out = Path(args.out)
+    plot = plot_losses(results, out / "loss.png")
+    metrics = {"config": config, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+               "losses": result.losses, "test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
+               "train_s": result.train_s, "compile_s": result.compile_s}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"wrote {out / 'metrics.json'} and {plot}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    run_demo(Path(args.out), epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    return bench_main(args.rest)  # the harness parses its own options
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradchain", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="train the digits MLP with several optimizer configs")
+    demo.add_argument("--epochs", type=int, default=20)
+    demo.add_argument("--batch-size", type=int, default=64)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", default="out", help="where the loss plot goes (default: out/)")
+    demo.set_defaults(func=_cmd_demo)
+
+    train = sub.add_parser("train", help="train the digits MLP with an Optimizer config (JSON)")
+    train.add_argument("config")
+    train.add_argument("--epochs", type=int, default=20)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", default="out/train")
+    train.set_defaults(func=_cmd_train)
+
+    listing = sub.add_parser("list", help="every registered plug-in and scheduler with its arguments")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=_cmd_list)
+
+    validate = sub.add_parser("validate", help="check an Optimizer config without training")
+    validate.add_argument("config")
+    validate.set_defaults(func=_cmd_validate)
+
+    bench = sub.add_parser("bench", help="the benchmark harness (see `gradchain bench --help`)", add_help=False)
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; return its exit status (2 for bad input, with a one-line message)."""
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.rest = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        return args.func(args)
+    except BadInputError as error:
+        print(f"gradchain: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:  # e.g. `gradchain list | head`: the reader left, nothing to say
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

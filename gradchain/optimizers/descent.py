@@ -1,0 +1,147 @@
+"""The descent step of declearn's Optimizer: learning rate and decoupled weight decay.
+
+.. math::
+    u = -\\eta_t\\, g - \\lambda_t\\, w
+
+where ``g`` is the processed gradient, ``w`` the params, ``eta_t`` the
+learning rate and ``lambda_t`` the weight decay at step ``t``. The decay is
+*not* multiplied by the learning rate (declearn's convention; Loshchilov &
+Hutter, 2019). Both rates are numbers or schedulers, evaluated in float32 from
+the step and round counters this stage keeps in its state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradchain.core.registry import field
+from gradchain.core.transform import Transform, require_params
+from gradchain.core.tree import PyTree, map_leaves
+from gradchain.core.validation import is_traced
+from gradchain.optimizers.specs import parse_rate
+from gradchain.schedules.base import Scheduler
+
+__all__ = ["Descent", "DescentState"]
+
+
+class DescentState(NamedTuple):
+    """Counters of the descent step.
+
+    Attributes:
+        step: number of updates taken so far.
+        rounds_started: number of ``start_round`` calls so far.
+        lrate: the learning-rate scheduler's own counters (empty for a constant).
+        w_decay: the weight-decay scheduler's own counters.
+    """
+
+    step: jax.Array
+    rounds_started: jax.Array
+    lrate: dict[str, Any]
+    w_decay: dict[str, Any]
+
+
+def _init_rate(rate: float | Scheduler) -> dict[str, Any]:
+    return rate.init() if isinstance(rate, Scheduler) else {}
+
+
+def _rate_value(rate: float | Scheduler, step: jax.Array, round_: jax.Array, state: Any) -> jax.Array:
+    if isinstance(rate, Scheduler):
+        return rate.value(step, round_, state)
+    return jnp.asarray(rate, jnp.float32)
+
+
+def round_index(rounds_started: jax.Array) -> jax.Array:
+    """The current round index: 0 before and during the first round."""
+    return jnp.maximum(rounds_started - 1, 0)
+
+
+class Descent(Transform, register=False):
+    """``u = -lrate_t * g - w_decay_t * params`` (see the module docstring).
+
+    Args:
+        lrate: learning rate, a number >= 0 or a scheduler.
+        w_decay: decoupled weight decay, a number >= 0 or a scheduler (default 0).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradchain.optimizers.descent import Descent
+        >>> tx = Descent(lrate=0.1, w_decay=0.5)
+        >>> w = jnp.array([1.0, 2.0])
+        >>> tx.update(jnp.ones(2), tx.init(w), w)[0]
+        Array([-0.6, -1.1], dtype=float32)
+    """
+
+    name = "descent"
+    packable: ClassVar[bool] = True
+
+    lrate: Any = field(convert=parse_rate)
+    w_decay: Any = field(default=0.0, convert=parse_rate)
+
+    @property
+    def uses_params(self) -> bool:
+        """Whether the weight decay needs the params (it is not a constant 0).
+
+        A traced (live) weight decay may be anything at run time: it needs them.
+        """
+        w_decay = self.w_decay
+        return isinstance(w_decay, Scheduler) or is_traced(w_decay) or w_decay != 0.0
+
+    def init(self, params: PyTree) -> DescentState:
+        # distinct buffers: a donated state must not hold the same array twice
+        return DescentState(
+            jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32),
+            _init_rate(self.lrate), _init_rate(self.w_decay),
+        )
+
+    def rates(self, state: DescentState) -> tuple[jax.Array, jax.Array]:
+        """The (learning rate, weight decay) of the next update, float32 scalars."""
+        round_ = round_index(state.rounds_started)
+        lrate = _rate_value(self.lrate, state.step, round_, state.lrate)
+        w_decay = _rate_value(self.w_decay, state.step, round_, state.w_decay)
+        return lrate, w_decay
+
+    def update(
+        self, updates: PyTree, state: DescentState, params: PyTree | None = None, **extra_args: Any
+    ) -> tuple[PyTree, DescentState]:
+        lrate, w_decay = self.rates(state)
+        if self.uses_params:
+            params = require_params(self, params)
+            out = map_leaves(
+                lambda g, w: (-(lrate * g + w_decay * w)).astype(g.dtype), updates, params
+            )
+        else:
+            out = map_leaves(lambda g: (-lrate * g).astype(g.dtype), updates)
+        round_ = round_index(state.rounds_started)
+        new_state = DescentState(
+            step=state.step + 1,
+            rounds_started=state.rounds_started,
+            lrate=_advance(self.lrate, "on_step", state.lrate, state.step, round_),
+            w_decay=_advance(self.w_decay, "on_step", state.w_decay, state.step, round_),
+        )
+        return out, new_state
+
+    def start_round(self, state: DescentState) -> DescentState:
+        rounds_started = state.rounds_started + 1
+        round_ = round_index(rounds_started)
+        return DescentState(
+            step=state.step,
+            rounds_started=rounds_started,
+            lrate=_advance(self.lrate, "on_round_start", state.lrate, state.step, round_),
+            w_decay=_advance(self.w_decay, "on_round_start", state.w_decay, state.step, round_),
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {"lrate": _rate_config(self.lrate), "w_decay": _rate_config(self.w_decay)}
+
+
+def _advance(rate: float | Scheduler, hook: str, state: Any, step: jax.Array, round_: jax.Array) -> Any:
+    if isinstance(rate, Scheduler):
+        return getattr(rate, hook)(state, step, round_)
+    return state
+
+
+def _rate_config(rate: float | Scheduler) -> Any:
+    return [rate.name, rate.get_config()] if isinstance(rate, Scheduler) else rate

@@ -1,0 +1,12 @@
+"""Persistence: transformations as JSON configs, and checkpoints of config, state and params."""
+
+from gradchain.persistence.checkpoint import Restored, restore_checkpoint, save_checkpoint
+from gradchain.persistence.config import transform_config, transform_from_config
+
+__all__ = [
+    "Restored",
+    "restore_checkpoint",
+    "save_checkpoint",
+    "transform_config",
+    "transform_from_config",
+]
