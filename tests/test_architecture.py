@@ -88,3 +88,9 @@ def test_a_preset_and_its_module_take_positional_arguments_in_the_same_order(pre
     ours = [name for name in ours if name != "lrate"]
     theirs = [f.name for f in module.config_fields() if not f.kw_only]
     assert ours == theirs[: len(ours)]
+
+
+def test_the_package_version_is_the_distribution_version():
+    from importlib.metadata import version
+
+    assert gc.__version__ == version("gradchain")
