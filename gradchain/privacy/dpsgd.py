@@ -50,7 +50,6 @@ from gradchain.wrappers.base import Wrapper
 __all__ = ["DPSGD", "dp_sgd"]
 
 
-
 class DPSGD(Wrapper):
     """DP-SGD: per-example clipping to ``sclip`` and Gaussian noise, around an Optimizer.
 
@@ -99,6 +98,7 @@ class DPSGD(Wrapper):
     name = "dp-sgd"
     # the noise is calibrated for these: an injected value could silently break privacy
     static_hyperparams: ClassVar[tuple[str, ...]] = ("noise_multiplier", "sclip")
+    state_is_inner: ClassVar[bool] = True  # the state is the private optimizer's
 
     noise_multiplier: float
     sclip: float
@@ -135,15 +135,9 @@ class DPSGD(Wrapper):
         """``(sclip, clipping)``: what :func:`gradchain.run_train_step` must apply."""
         return self.sclip, self.clipping
 
-    # -- the transformation: the private optimizer's, on its own state ------------------
+    # -- the transformation: the private optimizer's ---------------------------------------
     def delegate(self, state: Any) -> Optimizer:
         return self.private_optimizer
-
-    def inner_state(self, state: Any) -> dict[str, PyTree]:
-        return state
-
-    def replace_inner_state(self, state: Any, inner: dict[str, PyTree]) -> dict[str, PyTree]:
-        return inner
 
     def init(self, params: PyTree) -> dict[str, PyTree]:
         return self.private_optimizer.init(params)

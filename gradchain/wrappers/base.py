@@ -29,16 +29,18 @@ __all__ = ["Wrapper"]
 class Wrapper(Transform, register=False):
     """A transformation around ``inner`` (see the module docstring).
 
-    A subclass sets ``name`` (its type in JSON configs), implements ``init``
-    and ``update`` (calling ``self.delegate(state).update(...)``) and, when
-    its state is not a NamedTuple with an ``inner`` field, overrides
-    :meth:`inner_state` and :meth:`replace_inner_state`.
+    A subclass sets ``name`` (its type in JSON configs) and implements
+    ``init`` and ``update`` (calling ``self.delegate(state).update(...)``).
+    Its state holds the inner state in a NamedTuple field ``inner``, or, with
+    ``state_is_inner = True``, is the inner state itself.
 
     Args:
         inner: the wrapped transformation (gradchain or optax).
     """
 
     registry: ClassVar[Registry] = Registry("wrapper")
+    #: True when the wrapper's state is the inner state itself (no NamedTuple around it).
+    state_is_inner: ClassVar[bool] = False
 
     inner: Any = field(convert=check_transformation)
 
@@ -55,11 +57,11 @@ class Wrapper(Transform, register=False):
 
     def inner_state(self, state: Any) -> PyTree:
         """The inner transform's state inside this wrapper's state."""
-        return state.inner
+        return state if self.state_is_inner else state.inner
 
     def replace_inner_state(self, state: Any, inner: PyTree) -> Any:
         """This wrapper's state with the inner state replaced."""
-        return state._replace(inner=inner)
+        return inner if self.state_is_inner else state._replace(inner=inner)
 
     # -- hooks, delegated --------------------------------------------------------------
     def start_round(self, state: Any) -> Any:

@@ -22,7 +22,7 @@ them. The packed state is made of flat buffers; it is for params on one device
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -144,6 +144,7 @@ class Flatten(Wrapper):
     """
 
     name = "flatten"
+    state_is_inner: ClassVar[bool] = True
 
     max_leaf_size: int | None = PACK_MAX_LEAF_SIZE
 
@@ -157,12 +158,6 @@ class Flatten(Wrapper):
                 f"flatten() cannot run {blocked}: their result depends on where tensors "
                 "begin and end (per-tensor or per-row operations). Use them unflattened."
             )
-
-    def inner_state(self, state: PyTree) -> PyTree:
-        return state
-
-    def replace_inner_state(self, state: PyTree, inner: PyTree) -> PyTree:
-        return inner
 
     def init(self, params: PyTree) -> PyTree:
         _check_single_device(params)
@@ -180,10 +175,6 @@ class Flatten(Wrapper):
         return unpack(out, updates, self.max_leaf_size), state
 
     # -- the Optimizer's conveniences, over the flat layout ---------------------------------
-    def start_round(self, state: PyTree) -> PyTree:
-        """Forward the round start (declearn's name, as on the Optimizer)."""
-        return self.adapted.start_round(state)
-
     def apply_gradients(self, params: PyTree, grads: PyTree, state: PyTree, **extra_args: Any) -> tuple:
         """One step: ``(new_params, new_state)``."""
         updates, state = self.update(grads, state, params, **extra_args)
