@@ -67,6 +67,11 @@ SCRIPT = textwrap.dedent(
         new_params, new_state = compiled(params, grads, eager)
         new_params, new_state = compiled(new_params, grads, new_state)  # twice: state shardings are stable
         n, bad = mismatches(eager, "init")
+        predicted = gc.tree.abstract_state(opt, abstract)  # no allocation, same layout as init
+        bad += [f"abstract-state: {a.sharding} != {s.sharding}"
+                for a, s in zip(jax.tree.leaves(predicted), jax.tree.leaves(jitted))
+                if (a.shape, a.dtype) != (s.shape, s.dtype)
+                or not a.sharding.is_equivalent_to(s.sharding, len(s.shape))]
         bad += mismatches(jitted, "jit-init")[1] + mismatches(from_abstract, "abstract-init")[1]
         bad += mismatches(new_state, "update")[1]
         bad += [f"params:{k}" for k in shapes
@@ -110,7 +115,8 @@ def test_sharded_params_give_sharded_state_and_no_gathers():
     for name, trees in expected_trees.items():
         case = report[name]
         assert case["params_like_trees"] == trees, name
-        # eager init, jit init, init from sharded ShapeDtypeStructs, two jitted updates
+        # eager init, jit init, init from sharded ShapeDtypeStructs, two jitted updates,
+        # gc.tree.abstract_state's prediction
         assert case["bad"] == [], (name, case["bad"])
         collectives = case["collectives"]
         # no all-gather (or any collective moving params-sized buffers) in the compiled update;

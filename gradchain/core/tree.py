@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "abstract",
+    "abstract_state",
     "apply_updates",
     "clip_factor",
     "compute_dtype",
@@ -168,6 +170,69 @@ def zeros_leaf(x: Any, dtype: Any = None) -> jax.Array:
     if sharding is not None:
         return jnp.zeros(x.shape, dtype, device=sharding)
     return jnp.zeros(jnp.shape(x), dtype)
+
+
+def abstract(tree: PyTree) -> PyTree:
+    """``jax.ShapeDtypeStruct`` leaves for a tree of arrays, keeping each array's sharding.
+
+    Leaves that are already ``ShapeDtypeStruct`` are kept as they are; numpy
+    arrays and Python scalars get no sharding. Nothing is copied or gathered.
+
+    Example:
+        >>> import jax.numpy as jnp, gradchain as gc
+        >>> gc.tree.abstract({"w": jnp.ones((2, 3))})["w"].shape
+        (2, 3)
+    """
+
+    def leaf(x: Any) -> Any:
+        if isinstance(x, jax.ShapeDtypeStruct):
+            return x
+        sharding = x.sharding if isinstance(x, jax.Array) else None
+        return jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x), sharding=sharding)
+
+    return jax.tree.map(leaf, tree)
+
+
+def abstract_state(tx: Any, params: PyTree) -> PyTree:
+    """The state ``tx.init(params)`` would build, as ``ShapeDtypeStruct`` leaves with shardings.
+
+    ``jax.eval_shape(tx.init, params)`` gives shapes and dtypes but drops
+    where each leaf lives. When ``params`` carry shardings (sharded arrays,
+    or ``ShapeDtypeStruct`` leaves with a ``sharding``), this compiles
+    ``tx.init`` without running it and reads the shardings XLA gives its
+    outputs: a moment follows the param it mirrors, counters and
+    hyper-parameters are replicated. Nothing is allocated, so it fits states
+    too large for one device. Uses: ``out_shardings`` of a jitted train step
+    or of ``jax.jit(tx.init)``, an orbax restore target (as
+    :func:`gradchain.restore_checkpoint` does), memory planning.
+
+    Args:
+        tx: any transformation with ``init`` (gradchain or optax).
+        params: arrays or ``ShapeDtypeStruct`` leaves.
+
+    Returns:
+        A tree with the structure of ``tx.init(params)``; its leaves carry a
+        ``sharding`` when ``params`` do (else as ``jax.eval_shape``).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, numpy as np, gradchain as gc
+        >>> from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+        >>> mesh = Mesh(np.array(jax.devices()[:1]), ("fsdp",))
+        >>> w = jax.ShapeDtypeStruct((8, 4), jnp.float32, sharding=NamedSharding(mesh, P("fsdp")))
+        >>> state = gc.tree.abstract_state(gc.adam(1e-3), {"w": w})
+        >>> state["adam"].mu["w"].shape, state["adam"].mu["w"].sharding.spec
+        ((8, 4), P('fsdp',))
+    """
+    abstract_params = abstract(params)
+    shapes = jax.eval_shape(tx.init, abstract_params)
+    if all(x.sharding is None for x in jax.tree.leaves(abstract_params)):
+        return shapes
+    shardings = jax.jit(tx.init).lower(abstract_params).compile().output_shardings
+    return jax.tree.map(
+        lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+        shapes,
+        shardings,
+    )
 
 
 def scale(tree: PyTree, factor: Any) -> PyTree:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import jax
 
 from gradchain.core.state_io import key_name
-from gradchain.core.tree import PyTree
+from gradchain.core.tree import PyTree, abstract, abstract_state
 from gradchain.persistence.config import transform_config, transform_from_config
 
 __all__ = ["Restored", "restore_checkpoint", "save_checkpoint"]
@@ -51,10 +51,14 @@ class Restored(NamedTuple):
     params: PyTree | None
 
 
-def _checkpointer() -> Any:
+def _orbax() -> Any:
     import orbax.checkpoint as ocp  # heavy; only checkpointing needs it
 
-    return ocp.StandardCheckpointer()
+    return ocp
+
+
+def _checkpointer() -> Any:
+    return _orbax().StandardCheckpointer()
 
 
 def save_checkpoint(
@@ -66,6 +70,13 @@ def save_checkpoint(
     overwrite: bool = False,
 ) -> pathlib.Path:
     """Write ``tx``'s config, ``state`` and optionally ``params`` under ``directory``.
+
+    Under ``jax.distributed`` (several processes, one global mesh), every
+    process calls it with the same ``directory``, on a file system all of
+    them see: orbax writes the shards each process holds, process 0 writes
+    the config, and the call returns on no process before the checkpoint is
+    complete, so any process may restore it at once (every process calls
+    :func:`restore_checkpoint` too).
 
     Args:
         directory: where to write (created; must not exist unless ``overwrite``).
@@ -112,35 +123,12 @@ def save_checkpoint(
         checkpointer.wait_until_finished()
     finally:
         checkpointer.close()
-    (path / CONFIG_FILE).write_text(json.dumps(config, indent=1))
+    # Under jax.distributed every process calls this (orbax writes each one's
+    # shards); one writes the config, and none returns before it is there.
+    if jax.process_index() == 0:
+        (path / CONFIG_FILE).write_text(json.dumps(config, indent=1))
+    _orbax().multihost.sync_global_processes(f"gradchain-save-checkpoint:{path}")
     return path
-
-
-def _abstract(tree: PyTree) -> PyTree:
-    """``ShapeDtypeStruct`` leaves (keeping shardings) for arrays or abstract leaves."""
-
-    def leaf(x: Any) -> Any:
-        if isinstance(x, jax.ShapeDtypeStruct):
-            return x
-        sharding = getattr(x, "sharding", None) if isinstance(x, jax.Array) else None
-        return jax.ShapeDtypeStruct(jax.numpy.shape(x), jax.numpy.result_type(x), sharding=sharding)
-
-    return jax.tree.map(leaf, tree)
-
-
-def _state_target(tx: Any, abstract_params: PyTree) -> PyTree:
-    """The abstract state ``tx.init`` gives for ``abstract_params``, with shardings if they have some."""
-    shapes = jax.eval_shape(tx.init, abstract_params)
-    if all(getattr(x, "sharding", None) is None for x in jax.tree.leaves(abstract_params)):
-        return shapes
-    # eval_shape does not say where each state leaf lives; the compiled init does
-    # (zeros follow their params' shardings, see gradchain.zeros_like)
-    shardings = jax.jit(tx.init).lower(abstract_params).compile().output_shardings
-    return jax.tree.map(
-        lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-        shapes,
-        shardings,
-    )
 
 
 def restore_checkpoint(directory: str | pathlib.Path, like: PyTree) -> Restored:
@@ -171,8 +159,8 @@ def restore_checkpoint(directory: str | pathlib.Path, like: PyTree) -> Restored:
             f"(format {config.get('format')!r}, version {config.get('version')!r})."
         )
     tx = transform_from_config(config["transform"])
-    abstract_params = _abstract(like)
-    target = _state_target(tx, abstract_params)
+    abstract_params = abstract(like)
+    target = abstract_state(tx, abstract_params)
     checkpointer = _checkpointer()
     try:
         _check_fits(checkpointer, path / STATE_DIR, target, "state")
