@@ -106,6 +106,10 @@ def test_two_processes_train_like_one_and_share_a_checkpoint(tmp_path):
         assert run["restored_tx_equal"] and run["restored_values_equal"]
         assert run["restored_sharding_mismatches"] == []
         assert run["resumed_equal"]  # a restored run takes the same next step
+        # freshly (eagerly) initialized states, their counters on one local device, also
+        # save from every process and come back as global arrays
+        fresh = {"equal": True, "global": True}
+        assert run["fresh_checkpoints"] == {"wrapped-adam": fresh, "sgd": fresh}
     # process 0 wrote the config late, yet process 1 restored right after its save returned
     assert [run.get("config_write_delayed") for run in (single, *multi)] == [True, True, None]
     # each process holds the 4 shards on its own devices; one process holds all 8

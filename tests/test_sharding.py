@@ -79,6 +79,10 @@ SCRIPT = textwrap.dedent(
         collectives = re.findall(r"= (\S+) (all-gather|all-reduce|all-to-all|collective-permute)(?:-start)?\(", hlo)
         report[name] = {"params_like_trees": n, "bad": bad, "collectives": collectives}
 
+    # a state tied to no param (plain SGD's two counters): replicated over the params' devices
+    report["counters"] = [[len(x.sharding.device_set), x.sharding.is_fully_replicated]
+                          for x in jax.tree.leaves(gc.tree.abstract_state(gc.sgd(0.1), params))]
+
     # a checkpoint restored against sharded params comes back sharded
     opt = cases["declearn"]
     state = opt.init(params)
@@ -125,3 +129,4 @@ def test_sharded_params_give_sharded_state_and_no_gathers():
         assert all(shape.split("[")[1].startswith("]") for shape, _ in collectives), (name, collectives)
     assert report["declearn"]["collectives"] == [["f32[]", "all-reduce"]]
     assert report["restore"]["bad"] == []  # a checkpoint restored against sharded params
+    assert report["counters"] == [[8, True], [8, True]]

@@ -201,8 +201,11 @@ def abstract_state(tx: Any, params: PyTree) -> PyTree:
     or ``ShapeDtypeStruct`` leaves with a ``sharding``), this compiles
     ``tx.init`` without running it and reads the shardings XLA gives its
     outputs: a moment follows the param it mirrors, counters and
-    hyper-parameters are replicated. Nothing is allocated, so it fits states
-    too large for one device. Uses: ``out_shardings`` of a jitted train step
+    hyper-parameters are replicated. (XLA leaves a scalar that depends on no
+    param, such as plain SGD's step counter, on one device; when the params
+    span several devices, it is replicated over them instead, as a train
+    step returns it, and as a checkpoint of several processes needs it.)
+    Nothing is allocated, so it fits states too large for one device. Uses: ``out_shardings`` of a jitted train step
     or of ``jax.jit(tx.init)``, an orbax restore target (as
     :func:`gradchain.restore_checkpoint` does), memory planning.
 
@@ -228,11 +231,29 @@ def abstract_state(tx: Any, params: PyTree) -> PyTree:
     if all(x.sharding is None for x in jax.tree.leaves(abstract_params)):
         return shapes
     shardings = jax.jit(tx.init).lower(abstract_params).compile().output_shardings
-    return jax.tree.map(
-        lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-        shapes,
-        shardings,
-    )
+    replicated = _replicated_over_params(abstract_params)
+
+    def leaf(s: jax.ShapeDtypeStruct, sharding: Any) -> jax.ShapeDtypeStruct:
+        if replicated is not None and s.shape == () and len(sharding.device_set) == 1:
+            sharding = replicated
+        return jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding)
+
+    return jax.tree.map(leaf, shapes, shardings)
+
+
+def _replicated_over_params(abstract_params: PyTree) -> Any:
+    """A replicated sharding over the devices of the first param that spans several, else None."""
+    for x in jax.tree.leaves(abstract_params):
+        sharding = x.sharding
+        if sharding is None or len(sharding.device_set) < 2:
+            continue
+        if isinstance(sharding, jax.sharding.NamedSharding):
+            return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+        devices = np.array(sorted(sharding.device_set, key=lambda d: d.id))
+        return jax.sharding.NamedSharding(
+            jax.sharding.Mesh(devices, ("devices",)), jax.sharding.PartitionSpec()
+        )
+    return None
 
 
 def scale(tree: PyTree, factor: Any) -> PyTree:

@@ -23,6 +23,7 @@ import pathlib
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 
 from gradchain.core.state_io import key_name
 from gradchain.core.tree import PyTree, abstract, abstract_state
@@ -76,7 +77,9 @@ def save_checkpoint(
     them see: orbax writes the shards each process holds, process 0 writes
     the config, and the call returns on no process before the checkpoint is
     complete, so any process may restore it at once (every process calls
-    :func:`restore_checkpoint` too).
+    :func:`restore_checkpoint` too). A leaf held by one process alone (an
+    eager ``init`` puts its scalar counters on a local device) is saved as
+    a replicated array: it must hold the same value on every process.
 
     Args:
         directory: where to write (created; must not exist unless ``overwrite``).
@@ -117,9 +120,9 @@ def save_checkpoint(
     path.mkdir(parents=True, exist_ok=True)
     checkpointer = _checkpointer()
     try:
-        checkpointer.save(path / STATE_DIR, state, force=overwrite)
+        checkpointer.save(path / STATE_DIR, _global(state), force=overwrite)
         if params is not None:
-            checkpointer.save(path / PARAMS_DIR, params, force=overwrite)
+            checkpointer.save(path / PARAMS_DIR, _global(params), force=overwrite)
         checkpointer.wait_until_finished()
     finally:
         checkpointer.close()
@@ -129,6 +132,28 @@ def save_checkpoint(
         (path / CONFIG_FILE).write_text(json.dumps(config, indent=1))
     _orbax().multihost.sync_global_processes(f"gradchain-save-checkpoint:{path}")
     return path
+
+
+def _global(tree: PyTree) -> PyTree:
+    """Under jax.distributed, leaves held by this process alone become replicated global arrays.
+
+    orbax saves only arrays of the global mesh; an eager ``init`` leaves its
+    scalar counters on one local device. Such a leaf is taken to hold the
+    same value on every process (as counters and replicated values do).
+    """
+    if jax.process_count() == 1:
+        return tree
+    everywhere = jax.sharding.NamedSharding(
+        jax.sharding.Mesh(np.array(jax.devices()), ("devices",)), jax.sharding.PartitionSpec()
+    )
+
+    def leaf(x: Any) -> Any:
+        if not (isinstance(x, jax.Array) and x.is_fully_addressable):
+            return x
+        value = np.asarray(x)
+        return jax.make_array_from_callback(value.shape, everywhere, lambda index: value[index])
+
+    return jax.tree.map(leaf, tree)
 
 
 def restore_checkpoint(directory: str | pathlib.Path, like: PyTree) -> Restored:

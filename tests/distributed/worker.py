@@ -59,8 +59,17 @@ def global_array(mesh: Mesh, host: np.ndarray, spec: P) -> jax.Array:
 
 
 def gather(tree: Any) -> Any:
-    """Every process gets the full values (a collective: all processes call it)."""
-    return jax.tree.map(lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)), tree)
+    """Every process gets the full values (a collective: all processes call it).
+
+    A leaf held by this process alone (an eager init's counter) is read as it is.
+    """
+
+    def leaf(a: jax.Array) -> np.ndarray:
+        if a.is_fully_addressable:
+            return np.asarray(a)
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+    return jax.tree.map(leaf, tree)
 
 
 def loss_fn(params: dict, x: jax.Array, y: jax.Array) -> jax.Array:
@@ -134,6 +143,18 @@ def main() -> None:
     ridge = ("ridge", {"alpha": 1e-3})
     opt = gc.skip_nonfinite(gc.accumulate(gc.inject_hyperparams(gc.adam(1e-2, regularizers=[ridge])), 2))
     abstract = gc.tree.abstract_state(opt, params)
+    fresh = {"wrapped-adam": opt, "sgd": gc.sgd(0.1)}  # sgd's state: two counters, tied to no param
+    out: dict[str, Any] = {"fresh_checkpoints": {}}
+    for name, tx in fresh.items():
+        # an eager init leaves its counters on one local device; saved and restored all the same
+        fresh_state = tx.init(params)
+        saved = gc.save_checkpoint(f"{args.checkpoint}-fresh-{name}", tx, fresh_state, params)
+        restored = gc.restore_checkpoint(saved, params)
+        out["fresh_checkpoints"][name] = {
+            "equal": restored.tx == tx and all_equal((restored.params, restored.state), (params, fresh_state)),
+            # every restored leaf is a global array over all 8 devices
+            "global": all(len(x.sharding.device_set) == 8 for x in jax.tree.leaves(restored.state)),
+        }
     state = jax.jit(opt.init)(params)  # the state's layout is the step's from the start: one compilation
 
     @jax.jit
@@ -152,7 +173,7 @@ def main() -> None:
         for a, s in zip(jax.tree.leaves(abstract), jax.tree.leaves(state))
         if not a.sharding.is_equivalent_to(s.sharding, len(s.shape))
     ]
-    out = {
+    out |= {
         "process_index": jax.process_index(),
         "params": {k: v.tolist() for k, v in gather(params).items()},
         "skipped": int(gather(state.skipped)),
