@@ -110,6 +110,8 @@ def test_two_processes_train_like_one_and_share_a_checkpoint(tmp_path):
         # save from every process and come back as global arrays
         fresh = {"equal": True, "global": True}
         assert run["fresh_checkpoints"] == {"wrapped-adam": fresh, "sgd": fresh}
+        # saving over it: refused, then replaced with overwrite=True
+        assert run["refused_existing"] and run["overwritten"]
     # process 0 wrote the config late, yet process 1 restored right after its save returned
     assert [run.get("config_write_delayed") for run in (single, *multi)] == [True, True, None]
     # each process holds the 4 shards on its own devices; one process holds all 8

@@ -200,6 +200,17 @@ def main() -> None:
     resumed, _ = step(back.params, back.state, *batch(STEPS - 1), 5e-3)
     out["resumed_equal"] = all_equal(after, resumed)
     out["final_params"] = {k: v.tolist() for k, v in gather(after).items()}
+
+    # an existing checkpoint is refused on every process, and replaced with overwrite=True
+    try:
+        gc.save_checkpoint(path, opt, state, params)
+        out["refused_existing"] = False
+    except FileExistsError:
+        out["refused_existing"] = True
+    sgd = gc.sgd(0.1)
+    gc.save_checkpoint(path, sgd, sgd.init(after), after, overwrite=True)
+    replaced = gc.restore_checkpoint(path, after)
+    out["overwritten"] = replaced.tx == sgd and all_equal(replaced.params, after)
     with open(args.out, "w") as file:
         json.dump(out, file)
 
