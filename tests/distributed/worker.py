@@ -119,7 +119,7 @@ def all_equal(a: Any, b: Any) -> bool:
     )
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--process-id", type=int, default=0)
     parser.add_argument("--num-processes", type=int, default=1)
@@ -127,53 +127,33 @@ def main() -> None:
     parser.add_argument("--local-devices", type=int, default=8)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    mesh = start(args)
+    return parser.parse_args()
 
-    rng = np.random.default_rng(0)
-    host_params = {k: (0.3 * rng.normal(size=s)).astype(np.float32) for k, s in SHAPES.items()}
-    xs = rng.normal(size=(STEPS, BATCH, 8)).astype(np.float32)
-    ys = rng.normal(size=(STEPS, BATCH, 8)).astype(np.float32)
-    xs[3, 0, 0] = np.nan  # a poisoned micro-batch: the guard skips it
 
-    def batch(i: int) -> tuple[jax.Array, jax.Array]:
-        return global_array(mesh, xs[i], P("data")), global_array(mesh, ys[i], P("data"))
-
-    params = {k: global_array(mesh, v, SPECS[k]) for k, v in host_params.items()}
-    ridge = ("ridge", {"alpha": 1e-3})
-    opt = gc.skip_nonfinite(gc.accumulate(gc.inject_hyperparams(gc.adam(1e-2, regularizers=[ridge])), 2))
-    abstract = gc.tree.abstract_state(opt, params)
-    fresh = {"wrapped-adam": opt, "sgd": gc.sgd(0.1)}  # sgd's state: two counters, tied to no param
-    out: dict[str, Any] = {"fresh_checkpoints": {}}
-    for name, tx in fresh.items():
-        # an eager init leaves its counters on one local device; saved and restored all the same
-        fresh_state = tx.init(params)
-        saved = gc.save_checkpoint(f"{args.checkpoint}-fresh-{name}", tx, fresh_state, params)
-        restored = gc.restore_checkpoint(saved, params)
-        out["fresh_checkpoints"][name] = {
-            "equal": restored.tx == tx and all_equal((restored.params, restored.state), (params, fresh_state)),
+def check_fresh_checkpoints(directory: str, params: dict, txs: dict[str, Any]) -> dict:
+    """Eagerly initialized states (counters on one local device) saved and restored by all."""
+    report = {}
+    for name, tx in txs.items():
+        state = tx.init(params)
+        back = gc.restore_checkpoint(gc.save_checkpoint(f"{directory}-fresh-{name}", tx, state, params), params)
+        report[name] = {
+            "equal": back.tx == tx and all_equal((back.params, back.state), (params, state)),
             # every restored leaf is a global array over all 8 devices
-            "global": all(len(x.sharding.device_set) == 8 for x in jax.tree.leaves(restored.state)),
+            "global": all(len(x.sharding.device_set) == 8 for x in jax.tree.leaves(back.state)),
         }
-    state = jax.jit(opt.init)(params)  # the state's layout is the step's from the start: one compilation
+    return report
 
-    @jax.jit
-    def step(params: dict, state: Any, x: jax.Array, y: jax.Array, lrate: float) -> tuple:
-        state = gc.set_hyperparams(state, lrate=lrate)  # live: a new value, no recompilation
-        grads = jax.grad(loss_fn)(params, x, y)
-        updates, state = opt.update(grads, state, params)
-        return gc.apply_updates(params, updates), state
 
-    for i in range(STEPS - 1):
-        params, state = step(params, state, *batch(i), 1e-2 if i < 4 else 5e-3)
-
+def train_report(opt: Any, params: dict, state: Any, step: Any) -> dict:
+    """What the trained run looks like: values, counters, compilations, where things live."""
     n_trees, bad = sharding_report(state, params)
+    abstract = gc.tree.abstract_state(opt, gc.tree.abstract(params))
     bad += [
         f"abstract {a.sharding} != {s.sharding}"
         for a, s in zip(jax.tree.leaves(abstract), jax.tree.leaves(state))
         if not a.sharding.is_equivalent_to(s.sharding, len(s.shape))
     ]
-    out |= {
+    return {
         "process_index": jax.process_index(),
         "params": {k: v.tolist() for k, v in gather(params).items()},
         "skipped": int(gather(state.skipped)),
@@ -186,31 +166,62 @@ def main() -> None:
         "shard_shapes": {k: list(v.sharding.shard_shape(v.shape)) for k, v in params.items()},
     }
 
-    # every process saves (each writes its own shards), then every process restores
-    slow_config_write_on_process_0(out)
-    path = gc.save_checkpoint(args.checkpoint, opt, state, params)
+
+def check_checkpoint(directory: str, opt: Any, params: dict, state: Any, next_step: Any) -> dict:
+    """Every process saves (each writes its own shards), then every process restores."""
+    report: dict[str, Any] = {}
+    slow_config_write_on_process_0(report)
+    path = gc.save_checkpoint(directory, opt, state, params)
     back = gc.restore_checkpoint(path, gc.tree.abstract(params))
-    out["restored_tx_equal"] = back.tx == opt
-    out["restored_values_equal"] = all_equal((back.params, back.state), (params, state))
-    out["restored_sharding_mismatches"] = sharding_report(back.state, back.params)[1] + [
+    report["restored_tx_equal"] = back.tx == opt
+    report["restored_values_equal"] = all_equal((back.params, back.state), (params, state))
+    report["restored_sharding_mismatches"] = sharding_report(back.state, back.params)[1] + [
         k for k in SHAPES if not back.params[k].sharding.is_equivalent_to(params[k].sharding, len(SHAPES[k]))
     ]
     # the last step, from the live run and from the restored one: the same result
-    after, _ = step(params, state, *batch(STEPS - 1), 5e-3)
-    resumed, _ = step(back.params, back.state, *batch(STEPS - 1), 5e-3)
-    out["resumed_equal"] = all_equal(after, resumed)
-    out["final_params"] = {k: v.tolist() for k, v in gather(after).items()}
-
+    after, resumed = next_step(params, state), next_step(back.params, back.state)
+    report["resumed_equal"] = all_equal(after, resumed)
+    report["final_params"] = {k: v.tolist() for k, v in gather(after).items()}
     # an existing checkpoint is refused on every process, and replaced with overwrite=True
     try:
         gc.save_checkpoint(path, opt, state, params)
-        out["refused_existing"] = False
+        report["refused_existing"] = False
     except FileExistsError:
-        out["refused_existing"] = True
+        report["refused_existing"] = True
     sgd = gc.sgd(0.1)
     gc.save_checkpoint(path, sgd, sgd.init(after), after, overwrite=True)
     replaced = gc.restore_checkpoint(path, after)
-    out["overwritten"] = replaced.tx == sgd and all_equal(replaced.params, after)
+    report["overwritten"] = replaced.tx == sgd and all_equal(replaced.params, after)
+    return report
+
+
+def main() -> None:
+    args = parse_args()
+    mesh = start(args)
+    rng = np.random.default_rng(0)
+    host_params = {k: (0.3 * rng.normal(size=s)).astype(np.float32) for k, s in SHAPES.items()}
+    xs = rng.normal(size=(STEPS, BATCH, 8)).astype(np.float32)
+    ys = rng.normal(size=(STEPS, BATCH, 8)).astype(np.float32)
+    xs[3, 0, 0] = np.nan  # a poisoned micro-batch: the guard skips it
+    batches = [(global_array(mesh, x, P("data")), global_array(mesh, y, P("data"))) for x, y in zip(xs, ys)]
+    params = {k: global_array(mesh, v, SPECS[k]) for k, v in host_params.items()}
+    ridge = ("ridge", {"alpha": 1e-3})
+    opt = gc.skip_nonfinite(gc.accumulate(gc.inject_hyperparams(gc.adam(1e-2, regularizers=[ridge])), 2))
+    # sgd's state: two counters, tied to no param
+    out = {"fresh_checkpoints": check_fresh_checkpoints(args.checkpoint, params, {"wrapped-adam": opt, "sgd": gc.sgd(0.1)})}
+
+    @jax.jit
+    def step(params: dict, state: Any, x: jax.Array, y: jax.Array, lrate: float) -> tuple:
+        state = gc.set_hyperparams(state, lrate=lrate)  # live: a new value, no recompilation
+        grads = jax.grad(loss_fn)(params, x, y)
+        updates, state = opt.update(grads, state, params)
+        return gc.apply_updates(params, updates), state
+
+    state = jax.jit(opt.init)(params)  # the state's layout is the step's from the start: one compilation
+    for i, (x, y) in enumerate(batches[:-1]):
+        params, state = step(params, state, x, y, 1e-2 if i < 4 else 5e-3)
+    out |= train_report(opt, params, state, step)
+    out |= check_checkpoint(args.checkpoint, opt, params, state, lambda p, s: step(p, s, *batches[-1], 5e-3)[0])
     with open(args.out, "w") as file:
         json.dump(out, file)
 
