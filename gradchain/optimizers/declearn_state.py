@@ -87,10 +87,14 @@ def _array(value: Any, where: str) -> np.ndarray:
             raise ValueError(f"State entry {where!r} is not a readable np.ndarray dump: {exc}.") from None
     if isinstance(value, Mapping):
         raise ValueError(f"State entry {where!r} must be an array, got a dict with keys {sorted(map(str, value))}.")
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except ValueError:  # a ragged nested list
+        array = np.asarray(None)
     if array.dtype == object or array.dtype.kind not in "fiub":
         raise ValueError(f"State entry {where!r} is not numeric: {type(value).__name__}.")
-    return array
+    # untyped values (lists, numbers: JSON) are cast to the target's dtype by set_state's check
+    return value if isinstance(value, (list, tuple, int, float)) else array
 
 
 def _vector(value: Any, paths: list[tuple[str, ...]], where: str) -> dict[str, np.ndarray] | None:
