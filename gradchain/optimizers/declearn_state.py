@@ -77,7 +77,7 @@ def _param_paths(params: PyTree) -> list[tuple[str, ...]]:
     return [tuple(key_name(k) for k in path) for path, _ in leaves]
 
 
-def _array(value: Any, where: str) -> np.ndarray:
+def _array(value: Any, where: str) -> Any:
     if isinstance(value, Mapping) and value.get("__type__") == "np.ndarray":
         dump = value.get("dump")
         try:
@@ -97,7 +97,7 @@ def _array(value: Any, where: str) -> np.ndarray:
     return value if isinstance(value, (list, tuple, int, float)) else array
 
 
-def _vector(value: Any, paths: list[tuple[str, ...]], where: str) -> dict[str, np.ndarray] | None:
+def _vector(value: Any, paths: list[tuple[str, ...]], where: str) -> dict[str, Any] | None:
     """A declearn Vector as ``{param path: array}``; None for declearn's scalar placeholder 0.0."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value != 0:
@@ -120,7 +120,7 @@ def _vector(value: Any, paths: list[tuple[str, ...]], where: str) -> dict[str, n
     return {name: _array(coefs[name], f"{where}/{name}") for name in names}
 
 
-def _nest(flat: Mapping[str, np.ndarray], paths: list[tuple[str, ...]]) -> Any:
+def _nest(flat: Mapping[str, Any], paths: list[tuple[str, ...]]) -> Any:
     """``{"a/b": x}`` back to the params' nesting (a lone leaf stays a leaf)."""
     if paths == [()]:
         return flat[""]
@@ -344,7 +344,7 @@ def to_declearn(opt: Any, plain: Mapping[str, Any]) -> dict[str, Any]:
         ValueError: a module declearn lacks, or a dtype declearn cannot read.
     """
     modules = []
-    for i, (plugin, key) in enumerate(zip(opt.modules, opt.group_keys["modules"])):
+    for plugin, key in zip(opt.modules, opt.group_keys["modules"]):
         modules.append([plugin.name, _module_export(plugin, plain["modules"][key], f"state/modules/{key}")])
     step, rounds = int(plain["step"]), int(plain["rounds_started"]) - 1
     exact = opt.declearn_schedules
