@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import pathlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -423,3 +425,20 @@ def test_an_unknown_aux_name_is_a_key_error():
     with pytest.raises(KeyError, match="No module with name 'unknown'"):
         opt.process_aux_vars(opt.init({"w": jnp.zeros(2)}), {"unknown": {}})
     assert ERRORS["unknown-name"] == "KeyError"
+
+
+def test_the_readme_example_runs_on_gradchains_side():
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## declearn interop"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    gradchain_side = code[code.index("# gradchain side"):code.index("# declearn side again")]
+    case = STATES["cases"]["warmup-rounds/float32"]  # declearn's config and state, as recorded
+    namespace = {
+        "config": case["configs"]["main"],
+        "saved": json.dumps(case["cut"]["state"]),
+        "params": plain_arrays(case["cut"]["params"]),
+        "grads": arrays(case["grads"][4], "float32"),
+    }
+    exec(compile(gradchain_side, "README declearn interop", "exec"), namespace)
+    assert json.loads(namespace["saved"])["lrate"]["steps"] == case["cut"]["state"]["lrate"]["steps"] + 1
+    assert namespace["config"] == _json(gc.Optimizer.from_config(case["configs"]["main"]).get_config())
