@@ -75,9 +75,6 @@ def export_all(states: dict) -> dict:
     out = {}
     for key, case in states["cases"].items():
         opts, sts, params, step = run_to_cut(states, case)
-        events = events_of(states, case)
-        if "sync" in events[events.index("cut"):]:
-            continue  # declearn's replay runs steps only
         out[key] = {
             "config": case["configs"]["main"],
             "state": opts["main"].get_state(sts["main"], format="declearn"),
@@ -86,4 +83,7 @@ def export_all(states: dict) -> dict:
             "dtype": case["dtype"],
             "grads": case["grads"][step : step + 2],
         }
+        if "server" in opts:
+            out[key]["server_config"] = case["configs"]["server"]
+            out[key]["server_state"] = opts["server"].get_state(sts["server"], format="declearn")
     return out

@@ -263,6 +263,24 @@ def test_declearn_goes_on_from_gradchains_export(key):
     start = 1 if scheduled else 0
     atol = 1e-7 if case["dtype"] == "float32" or not _rates_are_float32() else 5e-8
     _assert_updates_close(mine[start:], replay[start:], atol=atol)
+    if "server_state" in export:  # a declearn server loaded gradchain's: it sends gradchain's variate
+        with jax.enable_x64(case["dtype"] == "float64"):
+            server = opts["server"]
+            sent, _ = server.collect_aux_vars(server.set_state(export["server_state"], params))
+        _assert_updates_close([{n: np.asarray(v) for n, v in sent["scaffold"]["state"].items()}],
+                              [FROM_GRADCHAIN[key]["server_sends"]], atol=1e-7)
+
+
+def test_a_module_or_dtype_declearn_cannot_take_is_named_on_export():
+    params = {"w": jnp.ones(2)}
+    opt = gc.Optimizer(0.1, modules=["momentum", "sign"])
+    with pytest.raises(ValueError, match="module 'sign' has no declearn counterpart"):
+        opt.get_state(opt.init(params), format="declearn")
+    opt = gc.Optimizer(0.1, modules=[("adam", {"moment_dtype": "bfloat16"})])
+    with pytest.raises(ValueError, match=r"state/modules/adam/mu/w' has dtype bfloat16"):
+        opt.get_state(opt.init(params), format="declearn")
+    with pytest.raises(ValueError, match="Unknown state format"):
+        opt.get_state(opt.init(params), format="torch")
 
 
 # -- 3. malformed or foreign states ----------------------------------------------
