@@ -460,3 +460,18 @@ def test_the_readme_example_runs_on_gradchains_side():
     exec(compile(gradchain_side, "README declearn interop", "exec"), namespace)
     assert json.loads(namespace["saved"])["lrate"]["steps"] == case["cut"]["state"]["lrate"]["steps"] + 1
     assert namespace["config"] == _json(gc.Optimizer.from_config(case["configs"]["main"]).get_config())
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("key", sorted(SCHEDULES["cases"]))
+def test_scheduler_counters_round_trip_through_declearns_format(key, exact):
+    spec = SCHEDULES["cases"][key]["spec"]
+    opt = gc.Optimizer(spec, w_decay=spec, modules=["adam"], declearn_schedules=exact)
+    params = {"layer": {"kernel": jnp.ones((2, 2))}, "bias": jnp.zeros(1)}
+    state = opt.init(params)
+    for event in ["round", "step", "step", "round", "step"]:
+        state = opt.start_round(state) if event == "round" else opt.update(params, state, params)[1]
+    exported = json.loads(json.dumps(opt.get_state(state, format="declearn")))
+    assert set(exported["modules"][0][1]["momentum"]["state"]["dump"]) == {"layer/kernel", "bias"}
+    restored = opt.set_state(exported, params)
+    jax.tree.map(np.testing.assert_array_equal, restored, state)
