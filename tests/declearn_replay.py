@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 from typing import Any
@@ -57,8 +58,21 @@ def run(opts: dict, sts: dict, events: list[str], params: dict, grads: list, ste
     return updates, sts, params
 
 
-def run_to_cut(states: dict, case: dict):
-    """gradchain from the case's initial params to its cut: (optimizers, states, params, step)."""
+@functools.cache
+def recorded_states() -> dict:
+    return load("states.json")
+
+
+def run_to_cut(key: str):
+    """gradchain from a recorded case's initial params to its cut: (optimizers, states, params, step)."""
+    opts, sts, params, step = _run_to_cut(key, bool(jax.config.jax_enable_x64))
+    return opts, dict(sts), params, step  # a fresh dict: callers replace its entries
+
+
+@functools.cache
+def _run_to_cut(key: str, x64: bool):
+    states = recorded_states()
+    case = states["cases"][key]
     opts = optimizers(case)
     dtype = case["dtype"]
     params = arrays(case["params"], dtype)
@@ -70,11 +84,11 @@ def run_to_cut(states: dict, case: dict):
     return opts, sts, params, events[:cut].count("step")
 
 
-def export_all(states: dict) -> dict:
+def export_all() -> dict:
     """gradchain's declearn-format states at every case's cut, with what declearn needs to go on."""
     out = {}
-    for key, case in states["cases"].items():
-        opts, sts, params, step = run_to_cut(states, case)
+    for key, case in recorded_states()["cases"].items():
+        opts, sts, params, step = run_to_cut(key)
         out[key] = {
             "config": case["configs"]["main"],
             "state": opts["main"].get_state(sts["main"], format="declearn"),

@@ -234,7 +234,7 @@ def _assert_declearn_states_close(mine, theirs, atol, where="state"):
 @pytest.mark.parametrize("key", F32_CASES)
 def test_gradchains_export_is_declearns_own_state(key):
     case = STATES["cases"][key]
-    opts, sts, _, _ = run_to_cut(STATES, case)
+    opts, sts, _, _ = run_to_cut(key)
     exported = _json(opts["main"].get_state(sts["main"], format="declearn"))
     _assert_declearn_states_close(exported, case["cut"]["state"], atol=1e-7)
     if "server" in opts:
@@ -251,7 +251,7 @@ def test_declearn_goes_on_from_gradchains_export(key):
     export, replay = EXPORTS[key], FROM_GRADCHAIN[key]["updates"]
     case = STATES["cases"][key]
     with jax.enable_x64(case["dtype"] == "float64"):
-        opts, sts, params, _ = run_to_cut(STATES, case)
+        opts, sts, params, _ = run_to_cut(key)
         _assert_declearn_states_close(_json(opts["main"].get_state(sts["main"], format="declearn")),
                                       export["state"], atol=0.0)  # the committed export is current
         resumed = {"main": opts["main"].set_state(export["state"], params)}
