@@ -475,3 +475,37 @@ def test_scheduler_counters_round_trip_through_declearns_format(key, exact):
     assert set(exported["modules"][0][1]["momentum"]["state"]["dump"]) == {"layer/kernel", "bias"}
     restored = opt.set_state(exported, params)
     jax.tree.map(np.testing.assert_array_equal, restored, state)
+
+
+def test_integer_floats_are_written_as_floats_which_declearn_requires():
+    opt = gc.Optimizer(1, modules=[("momentum", {"beta": 0}), ("adam", {"beta_1": 0, "eps": 0})])
+    config = json.loads(json.dumps(opt.get_config(declearn=True)))
+    assert config["lrate"] == 1.0 and isinstance(config["lrate"], float)
+    assert all(isinstance(v, float) for _, args in config["modules"] for k, v in args.items()
+               if k in ("beta", "beta_1", "eps"))
+    rebuilt = gc.Optimizer.from_config(config)
+    assert rebuilt == opt and hash(rebuilt) == hash(opt)
+
+
+_SHARED_MODULES = [n for n in DECLEARN_ARGS["modules"] if n != "scaffold-server"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(modules=st.lists(st.sampled_from(_SHARED_MODULES), max_size=4, unique=True),
+       regularizers=st.lists(st.sampled_from(sorted(DECLEARN_ARGS["regularizers"])), max_size=3, unique=True),
+       lrate=st.sampled_from(sorted(DECLEARN_ARGS["schedulers"])) | st.just(None),
+       exact=st.booleans())
+def test_any_optimizer_of_declearn_plugins_writes_declearns_schema(modules, regularizers, lrate, exact):
+    def spec(registry, name):
+        return [name, registry[name].contract_example()]
+
+    opt = gc.Optimizer(
+        0.01 if lrate is None else spec(gc.schedules.registry, lrate),
+        regularizers=[spec(gc.regularizers.registry, n) for n in regularizers],
+        modules=[spec(gc.modules.registry, n) for n in modules],
+        declearn_schedules=exact,
+    )
+    assert opt.declearn_compatible()
+    config = _json(opt.get_config(declearn=True))
+    _check_in_declearn_schema(config)
+    assert gc.Optimizer.from_config({**config, "declearn_schedules": exact}) == opt

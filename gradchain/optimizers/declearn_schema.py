@@ -98,6 +98,8 @@ def plugin_config(obj: Registered, family: str, where: str) -> tuple[list[Any], 
             if _is_default(f, value):
                 continue
             features.append(f"{where}: {obj.name!r} argument {f.name}={to_json_value(value)!r} is gradchain-only")
+        elif f.type in ("float", float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # declearn type-checks some floats (beta=0 is refused); equal for gradchain
         config[f.name] = to_json_value(value)
     return [obj.name, config], features
 
