@@ -32,6 +32,15 @@ What crosses, per plug-in:
   regularizers (``fedprox`` captures its reference again at the next step,
   as declearn does after ``set_state``), ``gaussian-noise``'s key, the
   clipping modules (stateless).
+
+Example:
+    >>> import jax.numpy as jnp, gradchain as gc
+    >>> opt, params = gc.Optimizer(0.1, modules=["momentum"]), {"w": jnp.ones(2)}
+    >>> exported = opt.get_state(opt.init(params), format="declearn")
+    >>> exported["modules"][0][0], list(exported["modules"][0][1]), exported["lrate"]
+    ('momentum', ['velocity'], {'steps': 0, 'rounds': -1})
+    >>> opt.set_state(exported, params)["momentum"].velocity["w"]
+    Array([0., 0.], dtype=float32)
 """
 
 from __future__ import annotations
