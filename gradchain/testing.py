@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -180,7 +181,8 @@ def family_of(tx) -> str:
 
 def in_optimizer(tx, lrate: float = 0.1) -> gc.Optimizer:
     """An Optimizer holding ``tx`` in the list of its family."""
-    return gc.Optimizer(lrate, **{GROUP_OF[family_of(tx)]: [tx]})
+    plugins: dict[str, Any] = {GROUP_OF[family_of(tx)]: [tx]}
+    return gc.Optimizer(lrate, **plugins)
 
 
 def spec(tree):

@@ -67,9 +67,14 @@ class ScaffoldServerState(NamedTuple):
 
 
 def _require_keys(aux_var: Any, keys: tuple[str, ...], who: str) -> None:
-    if not isinstance(aux_var, Mapping) or not set(keys) <= set(aux_var):
-        given = sorted(aux_var) if isinstance(aux_var, Mapping) else type(aux_var).__name__
-        raise KeyError(f"{who} expects auxiliary variables with keys {list(keys)}, got {given}.")
+    """declearn's exception types: TypeError for a message of the wrong type, KeyError for a missing field."""
+    if not isinstance(aux_var, Mapping):
+        raise TypeError(
+            f"{who} received auxiliary variables of the wrong type: expected a dict with keys "
+            f"{list(keys)}, got {type(aux_var).__name__}."
+        )
+    if not set(keys) <= set(aux_var):
+        raise KeyError(f"{who} expects auxiliary variables with keys {list(keys)}, got {sorted(aux_var)}.")
 
 
 class ScaffoldClient(Module):

@@ -20,8 +20,9 @@ import jax.numpy as jnp
 from gradchain.core.registry import field
 from gradchain.core.transform import Transform, require_params
 from gradchain.core.tree import PyTree, map_leaves
-from gradchain.core.validation import is_traced
+from gradchain.core.validation import check_bool, is_traced
 from gradchain.optimizers.specs import parse_rate
+from gradchain.schedules import declearn_clock
 from gradchain.schedules.base import Scheduler
 
 __all__ = ["Descent", "DescentState"]
@@ -43,13 +44,17 @@ class DescentState(NamedTuple):
     w_decay: dict[str, Any]
 
 
-def _init_rate(rate: float | Scheduler) -> dict[str, Any]:
-    return rate.init() if isinstance(rate, Scheduler) else {}
+def _init_rate(rate: float | Scheduler, exact: bool) -> dict[str, Any]:
+    if not isinstance(rate, Scheduler):
+        return {}
+    return declearn_clock.init(rate) if exact else rate.init()
 
 
-def _rate_value(rate: float | Scheduler, step: jax.Array, round_: jax.Array, state: Any) -> jax.Array:
+def _rate_value(
+    rate: float | Scheduler, step: jax.Array, round_: jax.Array, state: Any, exact: bool
+) -> jax.Array:
     if isinstance(rate, Scheduler):
-        return rate.value(step, round_, state)
+        return declearn_clock.value(rate, state) if exact else rate.value(step, round_, state)
     return jnp.asarray(rate, jnp.float32)
 
 
@@ -64,6 +69,10 @@ class Descent(Transform, register=False):
     Args:
         lrate: learning rate, a number >= 0 or a scheduler.
         w_decay: decoupled weight decay, a number >= 0 or a scheduler (default 0).
+        declearn_schedules: drive schedulers with declearn's clock (the rate of
+            each update computed at the end of the previous one, rounds from
+            -1; see :mod:`gradchain.schedules.declearn_clock`) instead of
+            gradchain's (the step and round current at the update; default).
 
     Example:
         >>> import jax.numpy as jnp
@@ -79,6 +88,10 @@ class Descent(Transform, register=False):
 
     lrate: Any = field(convert=parse_rate)
     w_decay: Any = field(default=0.0, convert=parse_rate)
+    declearn_schedules: bool = field(default=False, kw_only=True)
+
+    def __check_init__(self) -> None:
+        check_bool(self, "declearn_schedules")
 
     @property
     def uses_params(self) -> bool:
@@ -93,14 +106,16 @@ class Descent(Transform, register=False):
         # distinct buffers: a donated state must not hold the same array twice
         return DescentState(
             jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32),
-            _init_rate(self.lrate), _init_rate(self.w_decay),
+            _init_rate(self.lrate, self.declearn_schedules),
+            _init_rate(self.w_decay, self.declearn_schedules),
         )
 
     def rates(self, state: DescentState) -> tuple[jax.Array, jax.Array]:
         """The (learning rate, weight decay) of the next update, float32 scalars."""
         round_ = round_index(state.rounds_started)
-        lrate = _rate_value(self.lrate, state.step, round_, state.lrate)
-        w_decay = _rate_value(self.w_decay, state.step, round_, state.w_decay)
+        exact = self.declearn_schedules
+        lrate = _rate_value(self.lrate, state.step, round_, state.lrate, exact)
+        w_decay = _rate_value(self.w_decay, state.step, round_, state.w_decay, exact)
         return lrate, w_decay
 
     def update(
@@ -118,8 +133,8 @@ class Descent(Transform, register=False):
         new_state = DescentState(
             step=state.step + 1,
             rounds_started=state.rounds_started,
-            lrate=_advance(self.lrate, "on_step", state.lrate, state.step, round_),
-            w_decay=_advance(self.w_decay, "on_step", state.w_decay, state.step, round_),
+            lrate=self._advance(self.lrate, "on_step", state.lrate, state.step, round_),
+            w_decay=self._advance(self.w_decay, "on_step", state.w_decay, state.step, round_),
         )
         return out, new_state
 
@@ -129,18 +144,23 @@ class Descent(Transform, register=False):
         return DescentState(
             step=state.step,
             rounds_started=rounds_started,
-            lrate=_advance(self.lrate, "on_round_start", state.lrate, state.step, round_),
-            w_decay=_advance(self.w_decay, "on_round_start", state.w_decay, state.step, round_),
+            lrate=self._advance(self.lrate, "on_round_start", state.lrate, state.step, round_),
+            w_decay=self._advance(self.w_decay, "on_round_start", state.w_decay, state.step, round_),
         )
 
-    def get_config(self) -> dict[str, Any]:
-        return {"lrate": _rate_config(self.lrate), "w_decay": _rate_config(self.w_decay)}
-
-
-def _advance(rate: float | Scheduler, hook: str, state: Any, step: jax.Array, round_: jax.Array) -> Any:
-    if isinstance(rate, Scheduler):
+    def _advance(self, rate: float | Scheduler, hook: str, state: Any, step: jax.Array, round_: jax.Array) -> Any:
+        if not isinstance(rate, Scheduler):
+            return state
+        if self.declearn_schedules:
+            tick = declearn_clock.after_update if hook == "on_step" else declearn_clock.round_start
+            return tick(rate, state)
         return getattr(rate, hook)(state, step, round_)
-    return state
+
+    def get_config(self) -> dict[str, Any]:
+        config = {"lrate": _rate_config(self.lrate), "w_decay": _rate_config(self.w_decay)}
+        if self.declearn_schedules:
+            config["declearn_schedules"] = True
+        return config
 
 
 def _rate_config(rate: float | Scheduler) -> Any:

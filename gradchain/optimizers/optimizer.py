@@ -20,17 +20,18 @@ from typing import Any
 import jax
 
 from gradchain.core.chain import Chain, unique_keys
-from gradchain.core.registry import field, to_json_value
+from gradchain.core.registry import field
 from gradchain.core.state_io import from_plain, to_plain
 from gradchain.core.transform import Constraint, Module, Regularizer, Transform, element_name
 from gradchain.core.tree import PyTree, apply_updates, check_same_structure
+from gradchain.optimizers import declearn_schema, declearn_state
 from gradchain.optimizers.descent import Descent, DescentState
 from gradchain.optimizers.specs import parse_plugins, parse_rate
 from gradchain.training.step import run_train_step
 
 __all__ = ["Optimizer"]
 
-_CONFIG_KEYS = ("lrate", "w_decay", "regularizers", "modules", "constraints")
+_CONFIG_KEYS = ("lrate", "w_decay", "regularizers", "modules", "constraints", "declearn_schedules")
 _GROUPS = ("regularizers", "modules", "constraints")
 DESCENT = "descent"
 
@@ -50,6 +51,11 @@ class Optimizer(Transform, register=False):
             ``(name, config)`` pair, applied first, in order.
         modules: Module plug-ins, applied next, in order.
         constraints: Constraint plug-ins applied to the final update.
+        declearn_schedules: run schedulers on declearn's clock, reproducing its
+            numbers exactly (each update's rate computed at the end of the
+            previous one, so a round start reaches round-level schedules one
+            update late; see :mod:`gradchain.schedules.declearn_clock`).
+            Default False: a step uses the step and round current when it runs.
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
@@ -70,6 +76,7 @@ class Optimizer(Transform, register=False):
     regularizers: Any = field(default=(), convert=functools.partial(parse_plugins, family=Regularizer))
     modules: Any = field(default=(), convert=functools.partial(parse_plugins, family=Module))
     constraints: Any = field(default=(), convert=functools.partial(parse_plugins, family=Constraint))
+    declearn_schedules: bool = field(default=False, kw_only=True)
 
     def __check_init__(self) -> None:
         _ = self.pipeline  # builds the chain: rejects clashing auxiliary-variable names
@@ -82,9 +89,15 @@ class Optimizer(Transform, register=False):
         keys = unique_keys([element_name(t) for t in (*plugins, *self.constraints)], (DESCENT,))
         n = len(plugins)
         return Chain(
-            (*plugins, Descent(self.lrate, self.w_decay), *self.constraints),
+            (*plugins, Descent(self.lrate, self.w_decay, declearn_schedules=self.declearn_schedules),
+             *self.constraints),
             names=(*keys[:n], DESCENT, *keys[n:]),
         )
+
+    @property
+    def group_keys(self) -> dict[str, tuple[str, ...]]:
+        """The state keys of the plug-ins, by group (``{"modules": ("adam",), ...}``)."""
+        return self._group_keys
 
     @functools.cached_property
     def _group_keys(self) -> dict[str, tuple[str, ...]]:
@@ -215,12 +228,43 @@ class Optimizer(Transform, register=False):
     process_aux_var = process_aux_vars  # type: ignore[assignment]
 
     # -- configuration -------------------------------------------------------------
-    def get_config(self) -> dict[str, Any]:
-        """JSON config in declearn's schema (plus ``constraints``)."""
-        config = self.pipeline[DESCENT].get_config()
-        for group in _GROUPS:
-            config[group] = [to_json_value(p) for p in getattr(self, group)]
-        return config
+    def get_config(self, declearn: bool = False) -> dict[str, Any]:
+        """JSON config in declearn's schema, gradchain's own arguments added only when used.
+
+        Arguments declearn does not know (``constraints``,
+        ``declearn_schedules``, a module's ``moment_dtype``...) are left out
+        while they hold their default, so the config of an Optimizer built
+        from declearn's plug-ins loads in declearn unchanged.
+
+        Args:
+            declearn: return the config for declearn (its four keys only) and
+                raise if a gradchain-only feature is used.
+
+        Raises:
+            ValueError: ``declearn=True`` and a gradchain-only feature is used;
+                the message names each (see :meth:`declearn_compatible`).
+        """
+        config, features = declearn_schema.optimizer_config(self)
+        if not declearn:
+            return config
+        if features:
+            raise ValueError(
+                "This Optimizer uses gradchain-only features that declearn cannot load: "
+                + "; ".join(features) + "."
+            )
+        return declearn_schema.declearn_only(config)
+
+    def declearn_compatible(self) -> bool:
+        """Whether declearn 2.9 can load this Optimizer's config (only its plug-ins and arguments).
+
+        Example:
+            >>> import gradchain as gc
+            >>> gc.Optimizer(0.1, modules=["adam"]).declearn_compatible()
+            True
+            >>> gc.Optimizer(0.1, modules=[("adam", {"moment_dtype": "bfloat16"})]).declearn_compatible()
+            False
+        """
+        return not declearn_schema.optimizer_config(self)[1]
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Optimizer:
@@ -263,7 +307,9 @@ class Optimizer(Transform, register=False):
         )
         return state
 
-    def get_state(self, state: Mapping[str, PyTree], as_lists: bool = False) -> dict[str, Any]:
+    def get_state(
+        self, state: Mapping[str, PyTree], as_lists: bool = False, format: str = "gradchain"
+    ) -> dict[str, Any]:
         """The state as a plain nested dict, keyed by plug-in names.
 
         ``{"step", "rounds_started", "lrate", "w_decay", "regularizers": {name: ...},
@@ -271,26 +317,54 @@ class Optimizer(Transform, register=False):
         (or nested lists when ``as_lists``) and Python numbers as leaves:
         serializable with msgpack (``flax.serialization.msgpack_serialize``)
         and, with ``as_lists=True``, with ``json``.
+
+        With ``format="declearn"``: declearn 2.9's ``Optimizer.get_state()`` in
+        its JSON form, for declearn's ``set_state`` after
+        ``declearn.utils.serialize.json_deserialize(json.dumps(...))`` (see
+        :mod:`gradchain.optimizers.declearn_state` for what crosses).
+
+        Raises:
+            KeyError: ``state`` is not a state of this optimizer.
+            ValueError: unknown ``format``; for declearn, a module declearn lacks.
         """
+        if format not in ("gradchain", "declearn"):
+            raise ValueError(f"Unknown state format {format!r}; use 'gradchain' or 'declearn'.")
         if not isinstance(state, Mapping) or set(state) != set(self.pipeline.keys):
             raise KeyError(
                 f"This state does not belong to this optimizer: expected keys "
                 f"{sorted(self.pipeline.keys)}."
             )
+        if format == "declearn":
+            return declearn_state.to_declearn(self, to_plain(self._grouped(state)))
         return to_plain(self._grouped(state), as_lists=as_lists)
 
-    def set_state(self, states: Mapping[str, Any], params: PyTree) -> dict[str, PyTree]:
+    def set_state(self, states: Mapping[str, Any], params: PyTree, format: str | None = None) -> dict[str, PyTree]:
         """Rebuild a state from :meth:`get_state` output, validated against ``params``.
+
+        declearn 2.9's ``Optimizer.get_state()`` output (live, or its JSON
+        form) is recognised by its shape, or named with ``format="declearn"``.
+        Nothing is applied unless everything checks.
 
         Raises:
             KeyError: an entry is missing or unexpected (e.g. the state of
                 another optimizer); the path is named.
-            ValueError: an entry has the wrong shape, dtype or kind.
+            ValueError: an entry has the wrong shape, dtype or kind, or
+                ``format`` is unknown.
         """
+        if format not in (None, "gradchain", "declearn"):
+            raise ValueError(f"Unknown state format {format!r}; use 'gradchain', 'declearn' or None (detect).")
+        if format == "declearn" or (format is None and declearn_state.is_declearn_state(states)):
+            states = declearn_state.from_declearn(self, states, params)
         if not isinstance(states, Mapping):
             raise ValueError(f"An optimizer state must be a dict, got {type(states).__name__}.")
         for group, keys in self._group_keys.items():
-            foreign = sorted(set(states.get(group) or {}) - set(keys))
+            entries = states.get(group)
+            if entries is not None and not isinstance(entries, Mapping):
+                raise ValueError(
+                    f"State entry 'state/{group}' must be a dict keyed by plug-in name, got "
+                    f"{type(entries).__name__}."
+                )
+            foreign = sorted(set(map(str, entries or {})) - set(keys))
             if foreign:
                 raise KeyError(
                     f"The state holds {group} {foreign} that this optimizer does not have "

@@ -31,7 +31,7 @@ def sgd(
     Example:
         >>> import gradchain as gc
         >>> gc.sgd(0.1, momentum=0.9, nesterov=True).get_config()["modules"]
-        [['momentum', {'beta': 0.9, 'nesterov': True, 'round_reset': False, 'moment_dtype': None}]]
+        [['momentum', {'beta': 0.9, 'nesterov': True, 'round_reset': False}]]
     """
     modules = [Momentum(beta=momentum, nesterov=nesterov)] if momentum or nesterov else []
     return Optimizer(lrate, w_decay, regularizers, modules, constraints)
