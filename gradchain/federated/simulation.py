@@ -13,7 +13,9 @@ A round (McMahan et al.'s FedAvg loop, with declearn's optimizer hooks):
 
 Clients run under ``jax.vmap`` (``vmap_clients=True``, the default) or, for
 debugging, in a Python loop over the participants; both call the same client
-function and give the same results. Absent clients keep their state.
+function and give the same results. Absent clients keep their state. The
+three steps are the public, jitted functions of :mod:`gradchain.federated.rounds`,
+called one after the other (a Flower federation calls the same ones).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain.core.tree import PyTree
-from gradchain.federated.aggregation import pseudo_gradient, sum_over_clients, weighted_mean
+from gradchain.federated.aggregation import sum_over_clients, weighted_mean
+from gradchain.federated.rounds import LocalTraining, close_round, open_round
 from gradchain.optimizers.optimizer import Optimizer
 
 __all__ = ["ClientData", "FederatedSimulation", "SimulationState"]
@@ -100,12 +103,12 @@ class FederatedSimulation:
         for field in ("client_opt", "server_opt"):
             if not isinstance(getattr(self, field), Optimizer):
                 raise TypeError(f"`{field}` must be a gradchain Optimizer, got {getattr(self, field)!r}.")
-        if isinstance(self.local_steps, bool) or not isinstance(self.local_steps, int) or self.local_steps < 1:
-            raise ValueError(f"`local_steps` must be an integer >= 1, got {self.local_steps!r}.")
-        if self.batch_size is not None and (
-            isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1
-        ):
-            raise ValueError(f"`batch_size` must be None or an integer >= 1, got {self.batch_size!r}.")
+        _ = self.local  # validates local_steps and batch_size
+
+    @property
+    def local(self) -> LocalTraining:
+        """What every client runs in a round (equal by value, so its compiled round is reused)."""
+        return LocalTraining(self.loss_fn, self.client_opt, self.local_steps, self.batch_size)
 
     # -- state ---------------------------------------------------------------------
     def init(self, params: PyTree, n_clients: int, seed: int = 0) -> SimulationState:
@@ -144,7 +147,7 @@ class FederatedSimulation:
             )
         if self.batch_size is None and not _unpadded(data):
             raise ValueError("batch_size=None uses whole shards: every shard must be full (no padding).")
-        server_aux, server_state, key, keys = _open_round(self, state)
+        server_aux, server_state, key, keys = open_round(self.server_opt, state.server_state, state.key, n_clients)
         if self.vmap_clients:
             results = _clients_vmapped(self, state.params, server_aux, state.client_states,
                                        data.data, data.counts, keys)
@@ -167,8 +170,8 @@ class FederatedSimulation:
                                     data.data, data.counts, keys)
         pick = lambda tree, c: jax.tree.map(lambda x: x[c], tree)  # noqa: E731
         done = {
-            c: _client_round(self, state.params, server_aux, pick(state.client_states, c),
-                             pick(data.data, c), data.counts[c], keys[c])
+            c: self.local.run_round(state.params, server_aux, pick(state.client_states, c),
+                                    pick(data.data, c), data.counts[c], keys[c])
             for c in present
         }
         _, _, message, loss = done[present[0]]
@@ -235,64 +238,35 @@ def _unpadded(data: ClientData) -> bool:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _open_round(sim: FederatedSimulation, state: SimulationState) -> tuple:
-    server_state = sim.server_opt.start_round(state.server_state)
-    server_aux, server_state = sim.server_opt.collect_aux_var(server_state)
-    n_clients = jax.tree.leaves(state.client_states)[0].shape[0]
-    key, sub = jax.random.split(state.key)
-    return server_aux, server_state, key, jax.random.split(sub, n_clients)
-
-
-def _client_round_impl(sim: FederatedSimulation, params: PyTree, server_aux: PyTree,
-                       client_state: PyTree, data: PyTree, count: jax.Array, key: jax.Array) -> tuple:
-    """One client's round: hooks, ``local_steps`` steps, message. Pure; vmappable."""
-    opt = sim.client_opt
-    client_state = opt.start_round(client_state)
-    if server_aux:
-        client_state = opt.process_aux_var(client_state, server_aux)
-
-    def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, jax.Array]:
-        p, s = carry
-        if sim.batch_size is None:
-            batch = data
-        else:
-            idx = jax.random.randint(step_key, (sim.batch_size,), 0, jnp.maximum(count, 1))
-            batch = jax.tree.map(lambda a: a[idx], data)
-        loss, grads = jax.value_and_grad(sim.loss_fn)(p, batch)
-        p, s = opt.apply_gradients(p, grads, s)
-        return (p, s), loss
-
-    (new_params, client_state), losses = jax.lax.scan(
-        step, (params, client_state), jax.random.split(key, sim.local_steps)
-    )
-    message, client_state = opt.collect_aux_var(client_state)
-    return new_params, client_state, message, jnp.mean(losses)
-
-
-_client_round = jax.jit(_client_round_impl, static_argnums=0)
-
-
-@functools.partial(jax.jit, static_argnums=0)
 def _clients_vmapped(sim: FederatedSimulation, params: PyTree, server_aux: PyTree,
                      client_states: PyTree, data: PyTree, counts: jax.Array, keys: jax.Array) -> tuple:
-    run = functools.partial(_client_round_impl, sim)
-    return jax.vmap(run, in_axes=(None, None, 0, 0, 0, 0))(
+    return jax.vmap(sim.local.round_fn, in_axes=(None, None, 0, 0, 0, 0))(
         params, server_aux, client_states, data, counts, keys)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _close_round(sim: FederatedSimulation, state: SimulationState, results: tuple,
-                 counts: jax.Array, mask: jax.Array) -> tuple[SimulationState, dict[str, jax.Array]]:
-    client_params, client_states, messages, losses = results
+@jax.jit
+def _sum_messages(messages: PyTree, mask: jax.Array) -> PyTree:
+    return sum_over_clients(messages, mask)
+
+
+@jax.jit
+def _bookkeeping(old_states: PyTree, new_states: PyTree, losses: jax.Array, counts: jax.Array,
+                 mask: jax.Array) -> tuple[PyTree, dict[str, jax.Array]]:
     keep = lambda new, old: jnp.where(  # noqa: E731
         jnp.reshape(mask, (-1,) + (1,) * (new.ndim - 1)), new, old)
-    client_states = jax.tree.map(keep, client_states, state.client_states)
     weights = counts.astype(jnp.float32) * mask
-    server_state = state.server_state
-    if messages:
-        server_state = sim.server_opt.process_aux_var(server_state, sum_over_clients(messages, mask))
-    grads = pseudo_gradient(state.params, client_params, weights)
-    params, server_state = sim.server_opt.apply_gradients(state.params, grads, server_state)
     metrics = {"train_loss": weighted_mean(losses, weights), "participants": jnp.sum(mask)}
+    return jax.tree.map(keep, new_states, old_states), metrics
+
+
+def _close_round(sim: FederatedSimulation, state: SimulationState, results: tuple,
+                 counts: jax.Array, mask: jax.Array) -> tuple[SimulationState, dict[str, jax.Array]]:
+    """The server's step (:func:`close_round`, the call a Flower server makes too), then bookkeeping."""
+    client_params, client_states, messages, losses = results
+    counts = jnp.asarray(counts)
+    weights = counts.astype(jnp.float32) * mask
+    params, server_state = close_round(sim.server_opt, state.params, state.server_state, client_params,
+                                       _sum_messages(messages, mask), weights)
+    client_states, metrics = _bookkeeping(state.client_states, client_states, losses, counts, mask)
     new_state = SimulationState(params, server_state, client_states, state.key, state.round + 1)
     return new_state, metrics
