@@ -7,6 +7,7 @@ Subcommands::
     gradchain list [--json]                      every registered plug-in and scheduler
     gradchain validate CONFIG.json               check an Optimizer config without training
     gradchain bench [--quick --out DIR]          the benchmark harness
+    gradchain federated --engine {simulation,flower} [--clients N --rounds R --strategy S --seed S]
 
 A malformed or unknown config gets a one-line error naming the problem and
 exit code 2.
@@ -24,6 +25,14 @@ from typing import Any
 import gradchain as gc
 from gradchain.app.bench import main as bench_main
 from gradchain.app.examples.demo import format_table, plot_losses, run_demo, train_config
+from gradchain.app.examples.federated import (
+    STRATEGIES,
+    final_line,
+    load_experiment,
+    run_simulation,
+    save_params,
+)
+from gradchain.app.flower_local import FederationError, run_local_federation
 from gradchain.optimizers.optimizer import Optimizer
 
 __all__ = ["describe_registries", "main"]
@@ -125,6 +134,38 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args.rest)  # the harness parses its own options
 
 
+def _cmd_federated(args: argparse.Namespace) -> int:
+    for name in ("clients", "rounds"):
+        if getattr(args, name) < 1:
+            raise BadInputError(f"--{name} must be >= 1, got {getattr(args, name)}.")
+    try:
+        experiment = load_experiment(args.clients, args.seed)
+    except ValueError as error:  # too many clients for the data
+        raise BadInputError(f"--clients: {error}") from None
+    from tqdm import tqdm  # an optional dependency (gradchain[examples])
+
+    with tqdm(total=args.rounds, desc=f"{args.engine} {args.strategy}", unit="round") as bar:
+        def on_round(record: dict[str, Any]) -> None:
+            bar.write(f"round {record['round']}/{args.rounds}  test accuracy {record['accuracy']:.4f}  "
+                      f"train loss {record['train_loss']:.4f}")
+            bar.update(1)
+            bar.set_postfix(acc=f"{record['accuracy']:.3f}")
+
+        if args.engine == "simulation":
+            params = run_simulation(args.clients, args.rounds, args.strategy, args.seed, on_round)
+        else:
+            try:
+                params = run_local_federation(args.clients, args.rounds, args.strategy, args.seed, on_round)
+            except FederationError as error:
+                bar.close()
+                print(f"gradchain: error: {error}", file=sys.stderr)
+                return 1
+    if args.out:
+        save_params(params, Path(args.out))
+    print(final_line(params, experiment))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradchain", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +192,15 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check an Optimizer config without training")
     validate.add_argument("config")
     validate.set_defaults(func=_cmd_validate)
+
+    federated = sub.add_parser("federated", help="federated digits: in-process simulation or a local Flower federation")
+    federated.add_argument("--engine", choices=("simulation", "flower"), default="simulation")
+    federated.add_argument("--clients", type=int, default=3)
+    federated.add_argument("--rounds", type=int, default=2)
+    federated.add_argument("--strategy", choices=STRATEGIES, default="scaffold")
+    federated.add_argument("--seed", type=int, default=0)
+    federated.add_argument("--out", default=None, help="save the final global params here (.npz)")
+    federated.set_defaults(func=_cmd_federated)
 
     bench = sub.add_parser("bench", help="the benchmark harness (see `gradchain bench --help`)", add_help=False)
     bench.set_defaults(func=_cmd_bench)
