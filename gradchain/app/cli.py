@@ -38,6 +38,7 @@ from gradchain.optimizers.optimizer import Optimizer
 __all__ = ["describe_registries", "main"]
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
 
 
 class BadInputError(Exception):
@@ -151,15 +152,19 @@ def _cmd_federated(args: argparse.Namespace) -> int:
             bar.update(1)
             bar.set_postfix(acc=f"{record['accuracy']:.3f}")
 
-        if args.engine == "simulation":
-            params = run_simulation(args.clients, args.rounds, args.strategy, args.seed, on_round)
-        else:
-            try:
+        try:
+            if args.engine == "simulation":
+                params = run_simulation(args.clients, args.rounds, args.strategy, args.seed, on_round)
+            else:  # tears the federation down on the way out, whatever happens
                 params = run_local_federation(args.clients, args.rounds, args.strategy, args.seed, on_round)
-            except FederationError as error:
-                bar.close()
-                print(f"gradchain: error: {error}", file=sys.stderr)
-                return 1
+        except FederationError as error:
+            bar.close()
+            print(f"gradchain: error: {error}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            bar.close()
+            print("gradchain: interrupted; every process of the run was stopped.", file=sys.stderr)
+            return EXIT_INTERRUPTED
     if args.out:
         save_params(params, Path(args.out))
     print(final_line(params, experiment))
