@@ -33,7 +33,7 @@ from typing import Any
 
 from gradchain.app.examples.federated import load_params
 
-__all__ = ["FederationError", "run_local_federation"]
+__all__ = ["FederationError", "run_local_federation", "write_flower_app"]
 
 TOKEN_VARIABLE = "GRADCHAIN_FLOWER_RUN"
 APP_MODULE = "gradchain.app.examples.flower_digits"
@@ -48,6 +48,11 @@ def _bin(name: str) -> str:
     if not path.exists():
         raise FederationError(f"{name} is not installed next to {sys.executable}: pip install 'gradchain[flower]'.")
     return str(path)
+
+
+def _name(proc: subprocess.Popen) -> str:
+    args = proc.args
+    return Path(str(args[0] if isinstance(args, (list, tuple)) else args)).name
 
 
 def _free_ports(count: int) -> list[int]:
@@ -69,10 +74,24 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _app_dir(root: Path, rounds: int) -> Path:
-    """A Flower app whose components are the ServerApp and ClientApp of APP_MODULE."""
-    app = root / "app"
-    app.mkdir()
+def write_flower_app(folder: str | Path, rounds: int = 10) -> Path:
+    """Write the Flower app of the digits experiment into ``folder`` (for ``flwr run folder ...``).
+
+    The app is one ``pyproject.toml`` whose components are the ServerApp and
+    ClientApp of ``gradchain.app.examples.flower_digits`` (installed with
+    gradchain on every host) and whose run config takes ``strategy``,
+    ``num-clients``, ``num-rounds``, ``seed``, ``round-timeout`` and
+    ``out-dir`` (where the server writes its progress and final params).
+
+    Example:
+        >>> import tempfile
+        >>> from gradchain.app.flower_local import write_flower_app
+        >>> app = write_flower_app(tempfile.mkdtemp() + "/app")
+        >>> "flower_digits:client_app" in (app / "pyproject.toml").read_text()
+        True
+    """
+    app = Path(folder)
+    app.mkdir(parents=True, exist_ok=True)
     (app / "pyproject.toml").write_text(f"""[build-system]
 requires = ["hatchling"]
 build-backend = "hatchling.build"
@@ -163,7 +182,7 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout: float, procs: l
     while not condition():
         for proc in procs:
             if proc.poll() is not None:
-                raise FederationError(f"{Path(str(proc.args[0])).name} exited with code {proc.returncode} "
+                raise FederationError(f"{_name(proc)} exited with code {proc.returncode} "
                                       f"while waiting for {what} (logs in {logs}).")
         if time.monotonic() > deadline:
             raise FederationError(f"Timed out after {timeout:g} s waiting for {what} (logs in {logs}).")
@@ -225,7 +244,7 @@ def run_local_federation(n_clients: int, rounds: int, strategy: str, seed: int,
             out.mkdir()
             overrides = (f'strategy="{strategy}" num-clients={n_clients} num-rounds={rounds} seed={seed} '
                          f'out-dir="{out}"')
-            submitted = subprocess.run([_bin("flwr"), "run", str(_app_dir(root, rounds)), "local",
+            submitted = subprocess.run([_bin("flwr"), "run", str(write_flower_app(root / "app", rounds)), "local",
                                         "--run-config", overrides], env=env, cwd=root, capture_output=True,
                                        text=True, timeout=120)
             if submitted.returncode != 0:
@@ -257,7 +276,7 @@ def _follow(out: Path, procs: list[subprocess.Popen], logs: Path,
         seen = len(complete)
         for proc in procs:
             if proc.poll() is not None:
-                raise FederationError(f"{Path(str(proc.args[0])).name} exited with code {proc.returncode} "
+                raise FederationError(f"{_name(proc)} exited with code {proc.returncode} "
                                       f"during the run (logs in {logs}).")
         if time.monotonic() > deadline:
             raise FederationError(f"The Flower run did not finish in time (logs in {logs}).")

@@ -31,7 +31,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from logging import INFO
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -179,17 +179,18 @@ class ClientShard(NamedTuple):
     """What a node trains on.
 
     Attributes:
-        index: this client's index in ``[0, n_clients)`` (replies are
+        client_index: this client's index in ``[0, n_clients)`` (replies are
             aggregated in index order).
         loss_fn: ``loss_fn(params, batch) -> scalar``.
         data: the shard, a pytree of arrays with a leading example axis.
-        count: the number of real examples in ``data`` (the rest is padding).
+        n_examples: the number of real examples in ``data`` (the rest is
+            padding); the client's weight.
     """
 
-    index: int
+    client_index: int
     loss_fn: Callable[[PyTree, Any], jax.Array]
     data: PyTree
-    count: int
+    n_examples: int
 
 
 def client_train(message: Message, context: Context, shard: ClientShard) -> Message:
@@ -213,11 +214,11 @@ def client_train(message: Message, context: Context, shard: ClientShard) -> Mess
             raise ValueError(f"The train message lacks its '{key}' record.")
     config = content.config_records["config"]
     opt = Optimizer.from_config(json.loads(str(config["client-optimizer"])))
-    batch_size = int(config["batch-size"])
-    local = LocalTraining(shard.loss_fn, opt, int(config["local-steps"]), batch_size if batch_size > 0 else None)
+    batch_size = int(cast(int, config["batch-size"]))
+    local = LocalTraining(shard.loss_fn, opt, int(cast(int, config["local-steps"])), batch_size or None)
     keys = content.array_records["keys"]["keys"].numpy()
-    if not 0 <= shard.index < keys.shape[0]:
-        raise ValueError(f"Client index {shard.index} is out of range for a federation of {keys.shape[0]} clients.")
+    if not 0 <= shard.client_index < keys.shape[0]:
+        raise ValueError(f"Client index {shard.client_index} is out of range for a federation of {keys.shape[0]} clients.")
     params = jax.tree.map(jnp.asarray, record_to_tree(content.array_records["arrays"]))
     server_aux = jax.tree.map(jnp.asarray, record_to_tree(content.array_records["aux"]))
     fresh = opt.init(params)
@@ -228,11 +229,11 @@ def client_train(message: Message, context: Context, shard: ClientShard) -> Mess
         state = record_to_state(context.state.array_records[STATE_KEY], like=fresh)
     else:
         state = fresh
-    params, state, aux, loss = local.run_round(params, server_aux, state, shard.data, shard.count,
-                                               jnp.asarray(keys[shard.index]))
+    params, state, aux, loss = local.run_round(params, server_aux, state, shard.data, shard.n_examples,
+                                               jnp.asarray(keys[shard.client_index]))
     context.state[STATE_KEY] = state_to_record(state)
     context.state[CONFIG_KEY] = ConfigRecord({"config": config["client-optimizer"]})
-    metrics = MetricRecord({"num-examples": int(shard.count), "client-index": int(shard.index),
+    metrics = MetricRecord({"num-examples": int(shard.n_examples), "client-index": int(shard.client_index),
                             "train-loss": float(loss)})
     reply = RecordDict({"arrays": tree_to_record(params), "aux": tree_to_record(aux), "metrics": metrics})
     return Message(content=reply, reply_to=message)
@@ -363,13 +364,13 @@ class GradchainStrategy(Strategy):
                 raise RuntimeError(f"Node {reply.metadata.src_node_id} failed in round {server_round}: "
                                    f"{reply.error.reason}")
             metrics = reply.content.metric_records["metrics"]
-            index = int(metrics["client-index"])
+            index = int(cast(int, metrics["client-index"]))
             if not 0 <= index < self.n_clients or index in by_index:
                 raise ValueError(f"Round {server_round}: client index {index} is out of range or repeated "
                                  f"(expected each of 0..{self.n_clients - 1} once).")
             by_index[index] = (record_to_tree(reply.content.array_records["arrays"]),
                                record_to_tree(reply.content.array_records["aux"]),
-                               float(metrics["num-examples"]), float(metrics["train-loss"]))
+                               float(cast(float, metrics["num-examples"])), float(cast(float, metrics["train-loss"])))
         if not by_index:
             raise RuntimeError(f"No node replied in round {server_round}.")
         order = range(self.n_clients)
@@ -382,7 +383,8 @@ class GradchainStrategy(Strategy):
                                                     summed, weights)
         self.key, self._round = key, None
         losses = jnp.asarray([by_index[c][3] if c in by_index else 0.0 for c in order], jnp.float32)
-        record = {"train_loss": float(weighted_mean(losses, weights)), "participants": float(mask.sum())}
+        record: dict[str, Any] = {"train_loss": float(weighted_mean(losses, weights)),
+                                  "participants": float(mask.sum())}
         self.history.append({"round": server_round, **record})
         return tree_to_record(jax.device_get(new_params)), MetricRecord(record)
 

@@ -260,7 +260,7 @@ def _bookkeeping(old_states: PyTree, new_states: PyTree, losses: jax.Array, coun
 
 
 def _close_round(sim: FederatedSimulation, state: SimulationState, results: tuple,
-                 counts: jax.Array, mask: jax.Array) -> tuple[SimulationState, dict[str, jax.Array]]:
+                 counts: Any, mask: jax.Array) -> tuple[SimulationState, dict[str, jax.Array]]:
     """The server's step (:func:`close_round`, the call a Flower server makes too), then bookkeeping."""
     client_params, client_states, messages, losses = results
     counts = jnp.asarray(counts)

@@ -124,7 +124,7 @@ def save_params(params: PyTree, path: Path) -> None:
     """Write a nested dict of arrays to ``path`` (.npz, keys joined by ``/``; no pickle)."""
     flat = {"/".join(str(getattr(k, "key", k)) for k in p): np.asarray(v)
             for p, v in jax.tree_util.tree_flatten_with_path(params)[0]}
-    np.savez(path, **flat)
+    np.savez(path, **flat)  # type: ignore[arg-type]  # numpy's stubs type **kwds as allow_pickle
 
 
 def load_params(path: Path) -> dict[str, Any]:
