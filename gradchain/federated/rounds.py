@@ -5,9 +5,10 @@ A round (McMahan et al.'s FedAvg loop, with declearn's optimizer hooks):
 1. :func:`open_round` (server): the server Optimizer's round hook, its
    auxiliary variables for the clients (SCAFFOLD's global variate), and one
    PRNG key per client;
-2. :meth:`LocalTraining.run_round` (each client): start the round, process
-   the server's message, take ``local_steps`` steps on minibatches of the
-   shard (``lax.scan``), collect the client's message;
+2. :meth:`LocalTraining.run_round` (each client): process the server's
+   message, start the round (declearn's client order), take ``local_steps``
+   steps on minibatches of the shard (``lax.scan``), collect the client's
+   message;
 3. :func:`close_round` (server): process the *sum* of the clients' messages,
    then apply the server Optimizer to the pseudo-gradient
    ``params - weighted mean of the clients' params``.
@@ -82,9 +83,9 @@ class LocalTraining:
                  count: jax.Array, key: jax.Array) -> tuple[PyTree, PyTree, dict[str, PyTree], jax.Array]:
         """The round, not compiled (to ``vmap`` over clients); see :meth:`run_round`."""
         opt = self.opt
-        state = opt.start_round(state)
-        if server_aux:
+        if server_aux:  # declearn's client order: the server's message first, then the round hook
             state = opt.process_aux_var(state, server_aux)
+        state = opt.start_round(state)
 
         def step(carry: tuple, step_key: jax.Array) -> tuple[tuple, jax.Array]:
             p, s = carry
@@ -103,7 +104,7 @@ class LocalTraining:
 
     def run_round(self, params: PyTree, server_aux: Mapping[str, PyTree], state: PyTree, data: PyTree,
                   count: Any, key: jax.Array) -> tuple[PyTree, PyTree, dict[str, PyTree], jax.Array]:
-        """One client round, jitted: start the round, process ``server_aux``, K steps, collect.
+        """One client round, jitted: process ``server_aux``, start the round, K steps, collect.
 
         Args:
             params: the global params received.

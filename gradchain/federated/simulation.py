@@ -1,11 +1,11 @@
-"""Simulate federated training: R rounds of C clients, clients vmapped, one jit per round.
+"""Simulate federated training: R rounds of C clients, clients vmapped.
 
 A round (McMahan et al.'s FedAvg loop, with declearn's optimizer hooks):
 
 1. the server runs its round hook and collects its auxiliary variables
    (e.g. SCAFFOLD's global control variate);
-2. every participating client starts its round, processes the server's
-   message, takes ``local_steps`` steps of its own Optimizer on minibatches
+2. every participating client processes the server's message, starts its
+   round (declearn's order), takes ``local_steps`` steps of its own Optimizer on minibatches
    of its shard (``lax.scan``), and collects its message;
 3. the server sums the participants' messages (``process_aux_var``) and applies
    its Optimizer to the pseudo-gradient ``params - weighted mean of the
