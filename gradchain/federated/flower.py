@@ -331,6 +331,7 @@ class GradchainStrategy(Strategy):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         """Open the round (server round hook, aux variables, client keys); one message per node."""
+        nodes = self._nodes(grid)
         params = jax.tree.map(jnp.asarray, record_to_tree(arrays))
         if self.server_state is None:
             self.server_state = self.server_opt.init(params)
@@ -342,8 +343,7 @@ class GradchainStrategy(Strategy):
         })
         content = RecordDict({"arrays": arrays, "aux": tree_to_record(aux),
                               "keys": ArrayRecord({"keys": Array(np.asarray(keys))}), "config": train_config})
-        return [Message(content=content, dst_node_id=node, message_type=MessageType.TRAIN)
-                for node in self._nodes(grid)]
+        return [Message(content=content, dst_node_id=node, message_type=MessageType.TRAIN) for node in nodes]
 
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
