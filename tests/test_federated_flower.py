@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -240,9 +241,10 @@ def listening(port):
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="checks processes through Linux /proc")
-def test_flower_federation_equals_the_simulation_and_leaves_nothing_behind(monkeypatch):
+def test_flower_federation_equals_the_simulation_and_leaves_nothing_behind(monkeypatch, tmp_path):
     mark = uuid.uuid4().hex
     monkeypatch.setenv(MARK, mark)  # every process of the federation inherits it
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where its working directory goes
     ports = []
     pick = flower_local._free_ports
     monkeypatch.setattr(flower_local, "_free_ports", lambda n: ports.extend(pick(n)) or list(ports))
@@ -250,6 +252,7 @@ def test_flower_federation_equals_the_simulation_and_leaves_nothing_behind(monke
     params = flower_local.run_local_federation(3, 2, "scaffold", 0, on_round=rounds.append, timeout=900)
     assert processes_marked(mark) == []
     assert len(ports) == 4 and not any(listening(p) for p in ports)
+    assert list(tmp_path.iterdir()) == []
     expected = run_simulation(3, 2, "scaffold", 0)
     for x, y in zip(jax.tree.leaves(params), jax.tree.leaves(expected)):
         np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
@@ -259,9 +262,9 @@ def test_flower_federation_equals_the_simulation_and_leaves_nothing_behind(monke
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="checks processes through Linux /proc")
-def test_ctrl_c_tears_the_federation_down():
+def test_ctrl_c_tears_the_federation_down(tmp_path):
     mark = uuid.uuid4().hex
-    env = {**os.environ, MARK: mark, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, MARK: mark, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path)}
     command = [sys.executable, "-m", "gradchain", "federated", "--engine", "flower", "--clients", "2",
                "--rounds", "50", "--strategy", "fedavg"]
     proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -279,6 +282,7 @@ def test_ctrl_c_tears_the_federation_down():
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert processes_marked(mark) == []
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_rejects_bad_federated_arguments():

@@ -201,7 +201,9 @@ def run_local_federation(n_clients: int, rounds: int, strategy: str, seed: int,
         seed: seed of the data split, the initial params and the clients' keys.
         on_round: receives ``{"round", "accuracy", "train_loss"}`` after every round.
         timeout: seconds the whole run may take.
-        keep_logs: keep the working directory (the processes' logs) after the run.
+        keep_logs: keep the working directory (the processes' logs) after the
+            run; it is always kept after a FederationError, whose message
+            names it.
 
     Raises:
         FederationError: a process failed to start, the run failed (the
@@ -249,12 +251,12 @@ def run_local_federation(n_clients: int, rounds: int, strategy: str, seed: int,
                                        text=True, timeout=120)
             if submitted.returncode != 0:
                 raise FederationError(f"flwr run failed: {(submitted.stderr or submitted.stdout).strip()}")
-            params = _follow(out, procs, logs, on_round, start + timeout)
+            return _follow(out, procs, logs, on_round, start + timeout)
     finally:
         _teardown(procs, token)
-    if not keep_logs:  # on failure the logs stay, for the message that names them
-        shutil.rmtree(root, ignore_errors=True)
-    return params
+        # a FederationError names the logs: they stay; otherwise (success, Ctrl-C) nothing is left
+        if not keep_logs and not isinstance(sys.exc_info()[1], FederationError):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _follow(out: Path, procs: list[subprocess.Popen], logs: Path,
