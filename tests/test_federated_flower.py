@@ -194,6 +194,10 @@ def test_bad_replies_raise_and_leave_the_strategy_as_it_was():
     with pytest.raises(RuntimeError, match="No node replied in round 1"):
         strategy.aggregate_train(1, [])
     assert strategy.server_state is before_state and strategy.key is before_key and strategy.history == []
+    partial = RecordDict({k: v for k, v in messages[0].content.items() if k != "keys"})
+    with pytest.raises(ValueError, match="lacks its 'keys' record"):
+        client_train(Message(partial, dst_node_id=10, message_type="train"), Context(1, 10, {}, RecordDict(), {}),
+                     ClientShard(0, linear_loss, (X[0], Y[0]), 12))
     with pytest.raises(ValueError, match="index 5 is out of range for a federation of 3"):
         client_train(messages[0], Context(1, 10, {}, RecordDict(), {}),
                      ClientShard(5, linear_loss, (X[0], Y[0]), 12))
