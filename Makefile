@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ lint: $(VENV)/.test-deps
 
 test: $(VENV)/.test-deps lint
 	$(PY) -m pytest -n 2 -q tests gradchain --nbmake notebooks
+
+# The documentation site, notebooks executed, warnings as errors: docs/_build/html/index.html.
+docs: $(VENV)/.test-deps
+	$(PY) -m sphinx -b html -W --keep-going docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis .mypy_cache .import_linter_cache
