@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 
@@ -41,7 +42,7 @@ def test_training_reports_compilation_then_each_epoch_as_it_ends():
     assert sum(e[3] for e in events[1:]) == pytest.approx(result.train_s)
     # each epoch is reported when it ends, not replayed afterwards: the gap between two
     # reports covers the later epoch's own training time
-    for before, after in zip(events[1:], events[2:]):
+    for before, after in itertools.pairwise(events[1:]):
         assert after[4] - before[4] >= after[3]
 
 
