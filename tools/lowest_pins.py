@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 #: The packages whose lower bounds are tested (the rest float to their latest release).
 PINNED = ("jax", "jaxlib", "chex", "flax", "optax", "orbax-checkpoint")
