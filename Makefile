@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench docs test-oldest clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,5 +35,23 @@ lint: $(VENV)/.test-deps
 test: $(VENV)/.test-deps lint
 	$(PY) -m pytest -n 2 -q tests gradchain --nbmake notebooks
 
+# The documentation site, notebooks executed, warnings as errors: docs/_build/html/index.html.
+docs: $(VENV)/.test-deps
+	$(PY) -m sphinx -b html -W --keep-going docs docs/_build/html
+
+# The suite against the lowest jax, jaxlib, chex, flax, optax and orbax that
+# pyproject.toml admits (pinned by tools/lowest_pins.py), in a venv of its own.
+OLDEST := .venv-oldest
+$(OLDEST)/.deps: pyproject.toml tools/lowest_pins.py
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install --upgrade pip
+	$(OLDEST)/bin/python tools/lowest_pins.py > $(OLDEST)/constraints.txt
+	$(OLDEST)/bin/python -m pip install -c $(OLDEST)/constraints.txt -e '.[test]'
+	touch $@
+
+test-oldest: $(OLDEST)/.deps
+	$(OLDEST)/bin/python -m pip list 2>/dev/null | grep -E '^(jax|jaxlib|chex|flax|optax|orbax-checkpoint) '
+	$(OLDEST)/bin/python -m pytest -n 2 -q tests gradchain --ignore=tests/test_docs.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis .mypy_cache .import_linter_cache
+	rm -rf $(VENV) $(OLDEST) build *.egg-info .pytest_cache .ruff_cache .hypothesis .mypy_cache .import_linter_cache

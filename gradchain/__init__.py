@@ -74,6 +74,7 @@ from gradchain.wrappers import (
     skip_nonfinite,
 )
 
+#: The package version (PEP 440), the same as `version` in pyproject.toml.
 __version__ = "0.2.0.dev0"
 
 __all__ = [

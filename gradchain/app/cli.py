@@ -110,14 +110,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise BadInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
-    from tqdm import tqdm  # an optional dependency (gradchain[examples])
-
-    with tqdm(total=args.epochs, desc=Path(args.config).name, unit="epoch") as bar:
-        result = train_config(config, args.epochs, args.batch_size, args.seed, progress=bar)
+    result = train_config(config, args.epochs, args.batch_size, args.seed,
+                          label=f"gradchain train {args.config}", quiet=args.quiet)
     results = {Path(args.config).stem: result}
     print(format_table(results))
     out = Path(args.out)
-    plot = plot_losses(results, out / "loss.png")
+    plot = plot_losses(results, out / "loss.png", title=f"gradchain train {Path(args.config).name}")
     metrics = {"config": config, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
                "losses": result.losses, "test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
                "train_s": result.train_s, "compile_s": result.compile_s}
@@ -127,7 +125,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    run_demo(Path(args.out), epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    run_demo(Path(args.out), epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, quiet=args.quiet)
     return 0
 
 
@@ -175,27 +173,25 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradchain", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="train the digits MLP with several optimizer configs")
-    demo.add_argument("--epochs", type=int, default=20)
-    demo.add_argument("--batch-size", type=int, default=64)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--out", default="out", help="where the loss plot goes (default: out/)")
+    demo = sub.add_parser("demo", help="train the digits MLP with several optimizer configs",
+                          description="Train the digits MLP with four optimizer configs; print a table, save the loss curves.")
+    _training_options(demo, out="out", out_help="directory for the loss plot and the configs (default: out/)")
     demo.set_defaults(func=_cmd_demo)
 
-    train = sub.add_parser("train", help="train the digits MLP with an Optimizer config (JSON)")
-    train.add_argument("config")
-    train.add_argument("--epochs", type=int, default=20)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", default="out/train")
+    train = sub.add_parser("train", help="train the digits MLP with an Optimizer config (JSON)",
+                           description="Train the digits MLP with the Optimizer a JSON config describes.")
+    train.add_argument("config", help="an Optimizer config in declearn's schema (JSON file)")
+    _training_options(train, out="out/train", out_help="directory for metrics.json and loss.png (default: out/train/)")
     train.set_defaults(func=_cmd_train)
 
-    listing = sub.add_parser("list", help="every registered plug-in and scheduler with its arguments")
-    listing.add_argument("--json", action="store_true")
+    listing = sub.add_parser("list", help="every registered plug-in and scheduler with its arguments",
+                             description="Every registered module, regularizer, constraint and scheduler, with its arguments.")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of text")
     listing.set_defaults(func=_cmd_list)
 
-    validate = sub.add_parser("validate", help="check an Optimizer config without training")
-    validate.add_argument("config")
+    validate = sub.add_parser("validate", help="check an Optimizer config without training",
+                              description="Check an Optimizer config: build it and report its plug-ins, without training.")
+    validate.add_argument("config", help="an Optimizer config in declearn's schema (JSON file)")
     validate.set_defaults(func=_cmd_validate)
 
     federated = sub.add_parser("federated", help="federated digits: in-process simulation or a local Flower federation")
@@ -210,6 +206,14 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="the benchmark harness (see `gradchain bench --help`)", add_help=False)
     bench.set_defaults(func=_cmd_bench)
     return parser
+
+
+def _training_options(parser: argparse.ArgumentParser, out: str, out_help: str) -> None:
+    parser.add_argument("--epochs", type=int, default=20, help="passes over the training set (default: 20)")
+    parser.add_argument("--batch-size", type=int, default=64, help="examples per step (default: 64)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data split, the init and the shuffling (default: 0)")
+    parser.add_argument("--out", default=out, help=out_help)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (the results are still printed)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,7 @@ __all__ = [
     "per_example_grads",
 ]
 
+#: The per-example clipping rules: each tensor of an example on its own (declearn) or the whole example (DP-SGD).
 CLIPPING_MODES = ("per-tensor", "global")
 
 

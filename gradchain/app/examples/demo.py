@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gradchain.app.examples.digits import load_digits_split
+from gradchain.app.examples.progress import EpochProgress
 from gradchain.app.examples.training import TrainResult, train_classifier
 from gradchain.optimizers.optimizer import Optimizer
 
@@ -39,17 +40,20 @@ DEMO_CONFIGS: dict[str, dict[str, Any]] = {
 
 
 def train_config(
-    config: Mapping[str, Any], epochs: int, batch_size: int, seed: int, progress: Any = None
+    config: Mapping[str, Any], epochs: int, batch_size: int, seed: int, label: str | None = None,
+    quiet: bool = False,
 ) -> TrainResult:
-    """Build the Optimizer of ``config`` and train the digits MLP with it."""
+    """Build the Optimizer of ``config`` and train the digits MLP with it, with a live bar.
+
+    The bar (labelled ``label``; none when ``quiet``) shows the compilation,
+    then each epoch as it ends with its loss and throughput.
+    """
     opt = Optimizer.from_config(config)
     data = load_digits_split(seed=seed)
-    on_epoch = None
-    if progress is not None:
-        def on_epoch(epoch: int, loss: float) -> None:
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss:.3f}")
-    return train_classifier(opt, data, epochs=epochs, batch_size=batch_size, seed=seed, on_epoch=on_epoch)
+    examples = max(1, len(data.x_train) // batch_size) * batch_size
+    with EpochProgress(label or "training", epochs, examples, quiet=quiet) as bar:
+        return train_classifier(opt, data, epochs=epochs, batch_size=batch_size, seed=seed,
+                                on_epoch=bar.epoch, on_compiled=bar.compiled)
 
 
 def format_table(results: Mapping[str, TrainResult]) -> str:
@@ -64,8 +68,8 @@ def format_table(results: Mapping[str, TrainResult]) -> str:
     return "\n".join(lines)
 
 
-def plot_losses(results: Mapping[str, TrainResult], path: Path) -> Path:
-    """Save the training-loss curves of every config to ``path`` (PNG)."""
+def plot_losses(results: Mapping[str, TrainResult], path: Path, title: str = "gradchain demo") -> Path:
+    """Save the training-loss curves of every config to ``path`` (PNG), titled ``title``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -77,7 +81,7 @@ def plot_losses(results: Mapping[str, TrainResult], path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss")
-    ax.set_title("gradchain demo: MLP on scikit-learn's digits")
+    ax.set_title(f"{title}: MLP on scikit-learn's digits")
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,14 +90,13 @@ def plot_losses(results: Mapping[str, TrainResult], path: Path) -> Path:
     return path
 
 
-def run_demo(out_dir: Path, epochs: int = 20, batch_size: int = 64, seed: int = 0) -> dict[str, TrainResult]:
-    """Train every demo config; print the table; save the plot and the configs."""
-    from tqdm import tqdm
-
+def run_demo(
+    out_dir: Path, epochs: int = 20, batch_size: int = 64, seed: int = 0, quiet: bool = False
+) -> dict[str, TrainResult]:
+    """Train every demo config (a live bar each unless ``quiet``); print the table; save the plot and the configs."""
     results = {}
     for name, config in DEMO_CONFIGS.items():
-        with tqdm(total=epochs, desc=f"{name[:40]:<40}", unit="epoch", leave=True) as bar:
-            results[name] = train_config(config, epochs, batch_size, seed, progress=bar)
+        results[name] = train_config(config, epochs, batch_size, seed, label=name, quiet=quiet)
     print()
     print(format_table(results))
     out_dir.mkdir(parents=True, exist_ok=True)
