@@ -143,10 +143,12 @@ def _cmd_federated(args: argparse.Namespace) -> int:
         raise BadInputError(f"--clients: {error}") from None
     from tqdm import tqdm  # an optional dependency (gradchain[examples])
 
-    with tqdm(total=args.rounds, desc=f"{args.engine} {args.strategy}", unit="round") as bar:
+    label = f"gradchain federated --engine {args.engine} --strategy {args.strategy}"
+    with tqdm(total=args.rounds, desc=label, unit="round", disable=args.quiet, dynamic_ncols=True) as bar:
         def on_round(record: dict[str, Any]) -> None:
-            bar.write(f"round {record['round']}/{args.rounds}  test accuracy {record['accuracy']:.4f}  "
-                      f"train loss {record['train_loss']:.4f}")
+            if not args.quiet:
+                bar.write(f"round {record['round']}/{args.rounds}  test accuracy {record['accuracy']:.4f}  "
+                          f"train loss {record['train_loss']:.4f}")
             bar.update(1)
             bar.set_postfix(acc=f"{record['accuracy']:.3f}")
 
@@ -194,13 +196,17 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("config", help="an Optimizer config in declearn's schema (JSON file)")
     validate.set_defaults(func=_cmd_validate)
 
-    federated = sub.add_parser("federated", help="federated digits: in-process simulation or a local Flower federation")
-    federated.add_argument("--engine", choices=("simulation", "flower"), default="simulation")
-    federated.add_argument("--clients", type=int, default=3)
-    federated.add_argument("--rounds", type=int, default=2)
-    federated.add_argument("--strategy", choices=STRATEGIES, default="scaffold")
-    federated.add_argument("--seed", type=int, default=0)
+    federated = sub.add_parser(
+        "federated", help="federated digits: in-process simulation or a local Flower federation",
+        description="Federated training on the digits split by label; both engines print the same last line for a seed.")
+    federated.add_argument("--engine", choices=("simulation", "flower"), default="simulation",
+                           help="in-process (simulation) or a real local Flower federation (default: simulation)")
+    federated.add_argument("--clients", type=int, default=3, help="number of clients, all taking part in every round (default: 3)")
+    federated.add_argument("--rounds", type=int, default=2, help="number of rounds (default: 2)")
+    federated.add_argument("--strategy", choices=STRATEGIES, default="scaffold", help="the federated algorithm (default: scaffold)")
+    federated.add_argument("--seed", type=int, default=0, help="seed of the split, the init and the clients' batches (default: 0)")
     federated.add_argument("--out", default=None, help="save the final global params here (.npz)")
+    federated.add_argument("--quiet", action="store_true", help="no progress bar and no per-round lines, only the last line")
     federated.set_defaults(func=_cmd_federated)
 
     bench = sub.add_parser("bench", help="the benchmark harness (see `gradchain bench --help`)", add_help=False)
