@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
+import re
 import types
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,22 @@ NAMESPACES = [
     "training", "federated", "privacy", "fisher", "persistence", "core", "tree",
 ]
 #: Families shown in the catalog: (title, namespace holding the registry).
+#: The guide pages cut from the README: ``{page: (title, [README "## " sections])}``.
+#: ``"@catalog_tables"`` stands for the generated catalog tables.
+GUIDES: dict[str, tuple[str, list[str]]] = {
+    "getting_started": ("Getting started", ["Set up", "Quickstart", "Dependencies"]),
+    "guides/optimizer": ("The protocol and the Optimizer", ["The protocol", "The Optimizer"]),
+    "guides/catalog": ("The catalog", ["What is in it", "@catalog_tables", "The declearn catalog and EWC",
+                                       "Gradient geometry (rai-toolbox)"]),
+    "guides/declearn": ("Moving between declearn and gradchain", ["declearn interop"]),
+    "guides/federated": ("Federated learning", ["Federated learning"]),
+    "guides/flower": ("Federations on Flower", ["Federated learning on Flower"]),
+    "guides/training": ("Training, privacy, wrappers and checkpoints", ["Training integration"]),
+    "guides/scaling_out": ("Scaling out with jax.distributed", ["Scaling out"]),
+    "guides/performance": ("Performance and limits", ["Performance", "Limits"]),
+}
+#: README sections the site shows elsewhere (the home page) or not at all (repository matters).
+NOT_IN_GUIDES = {"How it maps", "Notebooks", "Layout", "Deprecated names"}
 FAMILIES = [
     ("Modules", "modules"), ("Regularizers", "regularizers"),
     ("Constraints", "constraints"), ("Schedulers", "schedules"), ("Wrappers", "wrappers"),
@@ -168,6 +186,51 @@ def _write(path: Path, text: str) -> None:
         path.write_text(text)
 
 
+def readme_sections(readme: str) -> dict[str, str]:
+    """``{title: body}`` of the README's ``## `` sections (the intro before the first is left out)."""
+    parts = re.split(r"^## (.+)$", readme, flags=re.M)
+    return {title.strip(): body.strip("\n") for title, body in zip(parts[1::2], parts[2::2])}
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9 _-]", "", title.lower()).replace(" ", "-")
+
+
+def write_guides(docs: Path) -> None:
+    """Write each guide page from its README sections, with links pointed at the right page."""
+    sections = readme_sections((docs.parent / "README.md").read_text())
+    unplaced = set(sections) - NOT_IN_GUIDES - {t for _, titles in GUIDES.values() for t in titles}
+    if unplaced:
+        raise ValueError(f"README sections on no page of the site (docs/_generate.py GUIDES): {sorted(unplaced)}")
+    home = {_slug(t): page for page, (_, titles) in GUIDES.items() for t in titles}
+    for page, (title, titles) in GUIDES.items():
+        here = (docs / page).parent
+        def link(match: re.Match[str]) -> str:
+            target = match.group(1)
+            if target.startswith("#"):
+                slug = target[1:]
+                if slug not in home:
+                    raise ValueError(f"README links to #{slug}, which no guide page holds")
+                path = os.path.relpath(docs / f"{home[slug]}.md", here) if home[slug] != page else ""
+                return f"]({path}#{slug})"
+            if not re.match(r"[a-z]+:", target):  # a file of the repository
+                return f"]({os.path.relpath(docs / target, here)})"
+            return match.group(0)
+        body = [f"# {title}", ""]
+        for section in titles:
+            if section == "@catalog_tables":
+                body += ["## Every registered class, its arguments and defaults", "",
+                         "Generated from the registries; each class's page in the API reference gives its math.",
+                         "", "```{include} _catalog_tables.md", "```", ""]
+                continue
+            if section not in sections:
+                raise ValueError(f"docs/_generate.py GUIDES names README section {section!r}, which does not exist")
+            text = re.sub(r"\]\(([^)\s]+)\)", link, sections[section])
+            body += [f"## {section}", "", text, ""]
+        _write(docs / f"{page}.md", "\n".join(body))
+
+
 def write_all(docs: Path) -> None:
     write_api(docs)
     write_catalog(docs)
+    write_guides(docs)

@@ -23,10 +23,8 @@ DOCS = ROOT / "docs"
 sys.path.insert(0, str(DOCS))
 import _generate  # noqa: E402
 
-PAGES = sorted(
-    p for p in DOCS.rglob("*.md")
-    if "_build" not in p.parts and not p.name.startswith("_") and "notebooks" not in p.parts
-)
+#: The hand-written pages (the guides are generated from the README at build time).
+PAGES = sorted(p for p in DOCS.glob("*.md") if p.stem != "getting_started")
 
 
 def _blocks(path: Path) -> list[str]:
@@ -47,7 +45,7 @@ def test_every_public_name_has_documentation():
             obj = _generate._resolve(qualified)
             if isinstance(obj, types.ModuleType):
                 continue
-            if inspect.isclass(obj) or inspect.isfunction(obj) or inspect.ismethod(obj):
+            if inspect.isclass(obj) or callable(obj):
                 if not (inspect.getdoc(obj) or "").strip():
                     missing.append(qualified)
             elif not _generate.data_doc(qualified):
@@ -65,6 +63,13 @@ def built_site(tmp_path_factory):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return out / "html"
+
+
+def test_every_readme_section_is_on_a_page_of_the_site():
+    sections = _generate.readme_sections((ROOT / "README.md").read_text())
+    placed = {t for _, titles in _generate.GUIDES.values() for t in titles} | _generate.NOT_IN_GUIDES
+    assert set(sections) - placed == set(), "add the new README sections to docs/_generate.py GUIDES"
+    assert placed - {"@catalog_tables"} - set(sections) == set(), "GUIDES names a README section that is gone"
 
 
 def test_site_builds_without_warnings_and_indexes_every_public_name(built_site):
@@ -85,8 +90,8 @@ def test_site_builds_without_warnings_and_indexes_every_public_name(built_site):
 
 
 def test_site_has_every_guide_and_notebook(built_site):
-    for page in PAGES:
-        html = built_site / page.relative_to(DOCS).with_suffix(".html")
+    for page in [p.relative_to(DOCS).with_suffix("") for p in PAGES] + list(_generate.GUIDES):
+        html = built_site / f"{page}.html"
         assert html.exists(), html
     for notebook in (ROOT / "notebooks").glob("*.ipynb"):
         assert (built_site / "notebooks" / notebook.with_suffix(".html").name).exists(), notebook.name
