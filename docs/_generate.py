@@ -9,6 +9,7 @@ ignored by git) and are rewritten on every build.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import os
 import re
@@ -196,6 +197,21 @@ def _slug(title: str) -> str:
     return re.sub(r"[^a-z0-9 _-]", "", title.lower()).replace(" ", "-")
 
 
+def _relink(match: re.Match[str], docs: Path, page: str, home: dict[str, str]) -> str:
+    """A README link, pointed from guide ``page``: anchors to the page holding them, files to the repo."""
+    here = (docs / page).parent
+    target = match.group(1)
+    if target.startswith("#"):
+        slug = target[1:]
+        if slug not in home:
+            raise ValueError(f"README links to #{slug}, which no guide page holds")
+        path = os.path.relpath(docs / f"{home[slug]}.md", here) if home[slug] != page else ""
+        return f"]({path}#{slug})"
+    if not re.match(r"[a-z]+:", target):  # a file of the repository
+        return f"]({os.path.relpath(docs / target, here)})"
+    return match.group(0)
+
+
 def write_guides(docs: Path) -> None:
     """Write each guide page from its README sections, with links pointed at the right page."""
     sections = readme_sections((docs.parent / "README.md").read_text())
@@ -204,18 +220,7 @@ def write_guides(docs: Path) -> None:
         raise ValueError(f"README sections on no page of the site (docs/_generate.py GUIDES): {sorted(unplaced)}")
     home = {_slug(t): page for page, (_, titles) in GUIDES.items() for t in titles}
     for page, (title, titles) in GUIDES.items():
-        here = (docs / page).parent
-        def link(match: re.Match[str]) -> str:
-            target = match.group(1)
-            if target.startswith("#"):
-                slug = target[1:]
-                if slug not in home:
-                    raise ValueError(f"README links to #{slug}, which no guide page holds")
-                path = os.path.relpath(docs / f"{home[slug]}.md", here) if home[slug] != page else ""
-                return f"]({path}#{slug})"
-            if not re.match(r"[a-z]+:", target):  # a file of the repository
-                return f"]({os.path.relpath(docs / target, here)})"
-            return match.group(0)
+        link = functools.partial(_relink, docs=docs, page=page, home=home)
         body = [f"# {title}", ""]
         for section in titles:
             if section == "@catalog_tables":
