@@ -270,8 +270,12 @@ def _write(path: pathlib.Path, step: int, max_to_keep: int | None, state: PyTree
 def _state_target(tx: Any, abstract_params: PyTree) -> PyTree:
     """The abstract state ``tx.init`` gives for ``abstract_params``, with shardings if they have some."""
     shapes = jax.eval_shape(tx.init, abstract_params)
-    if all(getattr(x, "sharding", None) is None for x in jax.tree.leaves(abstract_params)):
+    placements = {getattr(x, "sharding", None) for x in jax.tree.leaves(abstract_params)}
+    if placements <= {None}:
         return shapes
+    (only,) = placements if len(placements) == 1 else (None,)
+    if isinstance(only, jax.sharding.SingleDeviceSharding):  # all on one device: no need to compile
+        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=only), shapes)
     # eval_shape does not say where each state leaf lives; the compiled init does
     # (zeros follow their params' shardings, see gradchain.zeros_like)
     shardings = jax.jit(tx.init).lower(abstract_params).compile().output_shardings
