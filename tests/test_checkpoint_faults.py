@@ -237,6 +237,13 @@ def test_a_directory_of_other_files_is_never_written_into(tmp_path):
         gc.restore_checkpoint(tmp_path, params)
 
 
+def test_the_earlier_layout_is_named(tmp_path):
+    (tmp_path / "transform.json").write_text(json.dumps({"format": "gradchain-checkpoint", "version": 1}))
+    (tmp_path / "state").mkdir()
+    with pytest.raises(CheckpointError, match="earlier layout"):
+        gc.restore_checkpoint(tmp_path, small_params())
+
+
 def test_a_held_lock_times_out_with_a_clear_error(tmp_path):
     import filelock
 

@@ -319,6 +319,11 @@ def restore_checkpoint(
     for _ in range(3):  # a concurrent overwrite may remove the latest step while it is read
         steps = checkpoint_steps(path)
         chosen = steps[-1] if steps and step is None else step
+        if not steps and (path / MANIFEST_FILE).is_file():
+            raise CheckpointError(
+                f"{path} holds a checkpoint of the earlier layout ({MANIFEST_FILE} at the top, version 1), "
+                "which this version does not read."
+            )
         if chosen is None or chosen not in steps:
             what = "gradchain checkpoint" if step is None else f"step {step}"
             raise FileNotFoundError(f"No {what} in {path} (saved steps: {steps}).")
