@@ -97,14 +97,11 @@ def checkpoint_steps(directory: str | pathlib.Path) -> list[int]:
         ...     gc.checkpoint_steps(tmp)
         [20, 30]
     """
-    path = pathlib.Path(directory).resolve()
-    if not path.is_dir():
-        return []
-    manager = _manager(path, create=False)
-    try:
-        return sorted(manager.all_steps())
-    finally:
-        manager.close()
+    import orbax.checkpoint as ocp
+
+    # orbax's listing of finalized steps, local to this process (a CheckpointManager would
+    # synchronise all processes, and only process 0 lists the steps while saving)
+    return sorted(ocp.utils.checkpoint_steps(pathlib.Path(directory).resolve()))
 
 
 def _foreign_entries(path: pathlib.Path) -> list[str]:
@@ -133,6 +130,9 @@ def _decide_step(path: pathlib.Path, step: int | None, overwrite: bool) -> int:
     if steps and not overwrite:
         raise FileExistsError(f"{path} already holds a checkpoint; pass overwrite=True to replace it.")
     return steps[-1] + 1 if steps else 0
+
+
+_REFUSALS: tuple[type[Exception], ...] = (FileExistsError, ValueError, TimeoutError, Exception)
 
 
 def _agree(decision: int) -> int:
@@ -232,13 +232,15 @@ def save_checkpoint(
                     f"{path} is being written by another save (lock {path / LOCK_FILE} "
                     f"held for more than {lock_timeout} s)."
                 )
-            except (FileExistsError, ValueError) as error:
+            except Exception as error:  # told to the other processes before it is raised here
                 refusal = error
+            if refusal is not None:
+                decision = -1 - next(i for i, kind in enumerate(_REFUSALS) if isinstance(refusal, kind))
         decision = _agree(decision)
         if refusal is not None:
             raise refusal
         if decision < 0:
-            raise FileExistsError(f"process 0 refused to save into {path} (see its error).")
+            raise _REFUSALS[-1 - decision](f"process 0 refused to save into {path}; its error says why.")
         _write(path, decision, 1 if step is None else max_to_keep, state, params, manifest)
     finally:
         if lock is not None and lock.is_locked:
