@@ -37,7 +37,7 @@ import filelock
 import jax
 import numpy as np
 
-from gradchain.core.tree import PyTree
+from gradchain.core.tree import PyTree, abstract, abstract_state
 from gradchain.persistence.checksum import tree_checksums
 from gradchain.persistence.config import transform_config, transform_from_config
 from gradchain.persistence.manifest import (
@@ -50,7 +50,7 @@ from gradchain.persistence.manifest import (
     read_manifest,
     record_specs,
 )
-from gradchain.persistence.state_match import abstract, check_leaves, state_mismatch
+from gradchain.persistence.state_match import check_leaves, state_mismatch
 
 __all__ = ["CheckpointError", "Restored", "checkpoint_steps", "restore_checkpoint", "save_checkpoint"]
 
@@ -75,9 +75,15 @@ class Restored(NamedTuple):
     params: PyTree | None
 
 
+def _orbax() -> Any:
+    import orbax.checkpoint as ocp  # heavy; only checkpointing needs it
+
+    return ocp
+
+
 def _manager(path: pathlib.Path, *, max_to_keep: int | None = None, create: bool = True) -> Any:
     """An orbax manager of ``path`` (``create=False``: for reading, it writes nothing)."""
-    import orbax.checkpoint as ocp  # heavy; only checkpointing needs it
+    ocp = _orbax()
 
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False, create=create)
     handlers = {"state": ocp.StandardCheckpointHandler(), "params": ocp.StandardCheckpointHandler(),
@@ -97,7 +103,7 @@ def checkpoint_steps(directory: str | pathlib.Path) -> list[int]:
         ...     gc.checkpoint_steps(tmp)
         [20, 30]
     """
-    import orbax.checkpoint as ocp
+    ocp = _orbax()
 
     # orbax's listing of finalized steps, local to this process (a CheckpointManager would
     # synchronise all processes, and only process 0 lists the steps while saving)
@@ -169,6 +175,16 @@ def save_checkpoint(
     be a numeric array. Concurrent saves to one directory wait for each
     other on a file lock (``directory/.gradchain.lock``).
 
+    Under ``jax.distributed`` (several processes, one global mesh), every
+    process calls it with the same arguments, on a file system all of them
+    see: process 0 alone takes the lock and chooses the step (or refuses,
+    and the others raise an error of the same type), orbax writes the shards
+    each process holds, and the call returns on no process before the step
+    is complete, so any process may restore it at once (every process calls
+    :func:`restore_checkpoint` too). A leaf held by one process alone (an
+    eager ``init`` puts its scalar counters on a local device) is saved as a
+    replicated array: it must hold the same value on every process.
+
     Args:
         directory: where to write (created).
         tx: a gradchain transformation with a config (an Optimizer, a
@@ -214,6 +230,7 @@ def save_checkpoint(
     problem = state_mismatch(tx, state, params)
     if problem:
         raise ValueError(f"The state does not match the transformation {type(tx).__name__}: {problem}.")
+    state, params = _global(state), _global(params)
     arrays = {"state": array_records(state)}
     if params is not None:
         arrays["params"] = array_records(params)
@@ -242,6 +259,9 @@ def save_checkpoint(
         if decision < 0:
             raise _REFUSALS[-1 - decision](f"process 0 refused to save into {path}; its error says why.")
         _write(path, decision, 1 if step is None else max_to_keep, state, params, manifest)
+        # under jax.distributed no process returns before the step is in place (orbax's own
+        # barriers should see to it; this one makes it this function's guarantee)
+        _orbax().multihost.sync_global_processes(f"gradchain-save-checkpoint:{path}:{decision}")
     finally:
         if lock is not None and lock.is_locked:
             lock.release()
@@ -250,7 +270,7 @@ def save_checkpoint(
 
 def _write(path: pathlib.Path, step: int, max_to_keep: int | None, state: PyTree,
            params: PyTree | None, manifest: dict[str, Any]) -> None:
-    import orbax.checkpoint as ocp
+    ocp = _orbax()
 
     items: dict[str, Any] = {"state": ocp.args.StandardSave(state), MANIFEST_ITEM: ocp.args.JsonSave(manifest)}
     if params is not None:
@@ -270,22 +290,34 @@ def _write(path: pathlib.Path, step: int, max_to_keep: int | None, state: PyTree
 
 
 def _state_target(tx: Any, abstract_params: PyTree) -> PyTree:
-    """The abstract state ``tx.init`` gives for ``abstract_params``, with shardings if they have some."""
-    shapes = jax.eval_shape(tx.init, abstract_params)
-    placements = {getattr(x, "sharding", None) for x in jax.tree.leaves(abstract_params)}
-    if placements <= {None}:
-        return shapes
-    (only,) = placements if len(placements) == 1 else (None,)
-    if isinstance(only, jax.sharding.SingleDeviceSharding):  # all on one device: no need to compile
+    """:func:`gradchain.tree.abstract_state`, without compiling when every param is on one device."""
+    placements = {x.sharding for x in jax.tree.leaves(abstract_params)}
+    if len(placements) == 1 and isinstance(only := placements.pop(), jax.sharding.SingleDeviceSharding):
+        shapes = jax.eval_shape(tx.init, abstract_params)
         return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=only), shapes)
-    # eval_shape does not say where each state leaf lives; the compiled init does
-    # (zeros follow their params' shardings, see gradchain.zeros_like)
-    shardings = jax.jit(tx.init).lower(abstract_params).compile().output_shardings
-    return jax.tree.map(
-        lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-        shapes,
-        shardings,
+    return abstract_state(tx, abstract_params)
+
+
+def _global(tree: PyTree) -> PyTree:
+    """Under jax.distributed, leaves held by this process alone become replicated global arrays.
+
+    orbax saves only arrays of the global mesh; an eager ``init`` leaves its
+    scalar counters on one local device. Such a leaf is taken to hold the
+    same value on every process (as counters and replicated values do).
+    """
+    if jax.process_count() == 1:
+        return tree
+    everywhere = jax.sharding.NamedSharding(
+        jax.sharding.Mesh(np.array(jax.devices()), ("devices",)), jax.sharding.PartitionSpec()
     )
+
+    def leaf(x: Any) -> Any:
+        if not (isinstance(x, jax.Array) and x.is_fully_addressable):
+            return x
+        value = np.asarray(x)
+        return jax.make_array_from_callback(value.shape, everywhere, lambda index: value[index])
+
+    return jax.tree.map(leaf, tree)
 
 
 def restore_checkpoint(
@@ -357,7 +389,7 @@ def _restore_step(step_dir: pathlib.Path, like: PyTree, verify: bool) -> Restore
 
 
 def _read_item(step_dir: pathlib.Path, item: str, target: PyTree) -> PyTree:
-    import orbax.checkpoint as ocp
+    ocp = _orbax()
 
     manager = _manager(step_dir.parent, create=False)
     try:

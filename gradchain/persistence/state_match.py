@@ -18,27 +18,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain.core.state_io import key_name
-from gradchain.core.tree import PyTree
+from gradchain.core.tree import PyTree, abstract
 from gradchain.persistence.manifest import fit_problem, leaf_specs
 
-__all__ = ["abstract", "check_leaves", "state_mismatch"]
+__all__ = ["check_leaves", "state_mismatch"]
 
 _PROBES = (
     {"a": jax.ShapeDtypeStruct((2, 3), jnp.float32)},
     {"a": jax.ShapeDtypeStruct((2, 3), jnp.float32), "b": jax.ShapeDtypeStruct((3,), jnp.bfloat16)},
 )
-
-
-def abstract(tree: PyTree) -> PyTree:
-    """``ShapeDtypeStruct`` leaves (keeping shardings) for arrays or abstract leaves."""
-
-    def leaf(x: Any) -> Any:
-        if isinstance(x, jax.ShapeDtypeStruct):
-            return x
-        sharding = getattr(x, "sharding", None) if isinstance(x, jax.Array) else None
-        return jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x), sharding=sharding)
-
-    return jax.tree.map(leaf, tree)
 
 
 def check_leaves(tree: PyTree, what: str) -> None:
