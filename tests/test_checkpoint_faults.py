@@ -274,3 +274,29 @@ def test_restore_checks_sharded_targets_too(tmp_path):
     like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), params)
     back = gc.restore_checkpoint(path, like)
     assert_trees_equal(back.state, state)
+
+
+def test_restores_during_overwrites_always_find_a_whole_checkpoint(tmp_path):
+    params = small_params()
+    opts = [gc.sgd(0.1 * (i + 1)) for i in range(4)]
+    states = [trained(o, params, steps=i) for i, o in enumerate(opts)]
+    path = gc.save_checkpoint(tmp_path / "c", opts[0], states[0], params)
+    done = threading.Event()
+
+    def overwrite():
+        try:
+            for i in (1, 2, 3, 1, 2, 3):
+                gc.save_checkpoint(path, opts[i], states[i], params, overwrite=True)
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=overwrite)
+    writer.start()
+    restored = 0
+    while not done.is_set() or restored == 0:
+        back = gc.restore_checkpoint(path, params)  # never a missing or half-written step
+        assert_trees_equal(back.state, states[opts.index(back.tx)])
+        restored += 1
+    writer.join(timeout=300)
+    assert not writer.is_alive()
+    assert gc.restore_checkpoint(path, params).tx == opts[3]

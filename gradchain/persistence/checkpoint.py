@@ -81,11 +81,11 @@ def _orbax() -> Any:
     return ocp
 
 
-def _manager(path: pathlib.Path, *, max_to_keep: int | None = None, create: bool = True) -> Any:
-    """An orbax manager of ``path`` (``create=False``: for reading, it writes nothing)."""
+def _manager(path: pathlib.Path, max_to_keep: int | None) -> Any:
+    """The orbax manager that writes a step under ``path`` (synchronous; every process builds one)."""
     ocp = _orbax()
 
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False, create=create)
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False, create=True)
     handlers = {"state": ocp.StandardCheckpointHandler(), "params": ocp.StandardCheckpointHandler(),
                 MANIFEST_ITEM: ocp.JsonCheckpointHandler(filename=MANIFEST_FILE)}
     return ocp.CheckpointManager(path, options=options, item_names=_ITEMS, item_handlers=handlers)
@@ -275,7 +275,7 @@ def _write(path: pathlib.Path, step: int, max_to_keep: int | None, state: PyTree
     items: dict[str, Any] = {"state": ocp.args.StandardSave(state), MANIFEST_ITEM: ocp.args.JsonSave(manifest)}
     if params is not None:
         items["params"] = ocp.args.StandardSave(params)
-    manager = _manager(path, max_to_keep=max_to_keep)
+    manager = _manager(path, max_to_keep)
     try:
         if not manager.save(step, args=ocp.args.Composite(**items)):
             raise FileExistsError(f"orbax declined to save step {step} in {path}.")
@@ -350,23 +350,23 @@ def restore_checkpoint(
             params of other shapes).
     """
     path = pathlib.Path(directory).resolve()
-    for _ in range(3):  # a concurrent overwrite may remove the latest step while it is read
+    for _ in range(10):  # a concurrent save may remove the latest step while it is read
         steps = checkpoint_steps(path)
-        chosen = steps[-1] if steps and step is None else step
         if not steps and (path / MANIFEST_FILE).is_file():
             raise CheckpointError(
                 f"{path} holds a checkpoint of the earlier layout ({MANIFEST_FILE} at the top, version 1), "
                 "which this version does not read."
             )
+        chosen = steps[-1] if steps and step is None else step
         if chosen is None or chosen not in steps:
             what = "gradchain checkpoint" if step is None else f"step {step}"
             raise FileNotFoundError(f"No {what} in {path} (saved steps: {steps}).")
         try:
             return _restore_step(path / str(chosen), like, verify)
         except CheckpointError:
-            if step is not None or (path / str(chosen)).exists():
-                raise
-    raise CheckpointError(f"{path}: every step read was removed by a concurrent save; try again.")
+            if step is not None or checkpoint_steps(path)[-1:] == [chosen]:
+                raise  # still the latest step: the damage is real
+    raise CheckpointError(f"{path}: every step read was replaced by a concurrent save; try again.")
 
 
 def _restore_step(step_dir: pathlib.Path, like: PyTree, verify: bool) -> Restored:
@@ -389,12 +389,11 @@ def _restore_step(step_dir: pathlib.Path, like: PyTree, verify: bool) -> Restore
 
 
 def _read_item(step_dir: pathlib.Path, item: str, target: PyTree) -> PyTree:
-    ocp = _orbax()
-
-    manager = _manager(step_dir.parent, create=False)
+    # the item alone, with orbax's checkpointer: a manager would scan every step, and a
+    # concurrent save may be removing one
+    checkpointer = _orbax().StandardCheckpointer()
     try:
-        args = ocp.args.Composite(**{item: ocp.args.StandardRestore(target)})
-        return manager.restore(int(step_dir.name), args=args)[item]
+        return checkpointer.restore(step_dir / item, target)
     except Exception as error:  # whatever orbax or tensorstore raise on bad bytes
         text = str(error).strip()
         entry = _ENTRY.search(text)
@@ -404,7 +403,7 @@ def _read_item(step_dir: pathlib.Path, item: str, target: PyTree) -> PyTree:
             f"{step_dir / item}: the saved {item} cannot be read{where} ({type(error).__name__}: {message})."
         ) from error
     finally:
-        manager.close()
+        checkpointer.close()
 
 
 def _verify(item_dir: pathlib.Path, item: str, tree: PyTree, records: list[dict[str, Any]]) -> None:
