@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import gradchain as gc
 from gradchain.persistence import CheckpointError
 
-FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
