@@ -58,6 +58,7 @@ from gradchain.optimizers import (
     yogi,
 )
 from gradchain.persistence import (
+    checkpoint_steps,
     restore_checkpoint,
     save_checkpoint,
     transform_config,
@@ -87,6 +88,7 @@ __all__ = [
     "batch_grads",
     "calibrate_noise_multiplier",
     "chain",
+    "checkpoint_steps",
     "clip_per_example",
     "compute_epsilon",
     "constraints",

@@ -84,7 +84,8 @@ def test_restored_run_continues_bit_identically(tx, tmp_path):
 def test_config_file_is_json_in_declearns_schema(tmp_path):
     params, _ = problem()
     path = gc.save_checkpoint(tmp_path / "c", OPTIMIZER, OPTIMIZER.init(params))
-    saved = json.loads((path / "transform.json").read_text())
+    assert gc.checkpoint_steps(path) == [0]
+    saved = json.loads((path / "0" / "transform" / "transform.json").read_text())
     assert saved["transform"] == {"type": "optimizer", "config": OPTIMIZER.get_config()}
     assert gc.Optimizer.from_config(saved["transform"]["config"]) == OPTIMIZER
     back = gc.restore_checkpoint(path, params)

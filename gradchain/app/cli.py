@@ -9,8 +9,11 @@ Subcommands::
     gradchain bench [--quick --out DIR]          the benchmark harness
     gradchain federated --engine {simulation,flower} [--clients N --rounds R --strategy S --seed S]
 
-A malformed or unknown config gets a one-line error naming the problem and
-exit code 2.
+Bad input (an unreadable, non-UTF-8, malformed or too deeply nested
+config, an unknown plug-in, a config that cannot train the demo model, an
+out-of-range option, an ``--out`` that is a file) gets a one-line error
+naming the problem and exit code 2, before any training starts;
+``validate`` runs the same config checks as ``train``.
 """
 
 from __future__ import annotations
@@ -18,13 +21,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+
 import gradchain as gc
 from gradchain.app.bench import main as bench_main
 from gradchain.app.examples.demo import format_table, plot_losses, run_demo, train_config
+from gradchain.app.examples.digits import MLP, load_digits_split
 from gradchain.app.examples.federated import (
     STRATEGIES,
     final_line,
@@ -39,27 +47,83 @@ __all__ = ["describe_registries", "main"]
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C
+DIGITS_FEATURES = 64  # the demo MLP's input: 8x8 images
 
 
 class BadInputError(Exception):
     """A user error reported in one line (exit code 2)."""
 
 
-def _load_config(path: str) -> tuple[dict[str, Any], Any]:
-    """Read ``path`` as JSON and build the Optimizer it describes."""
+def _one_line(error: BaseException) -> str:
+    message = error.args[0] if error.args and isinstance(error.args[0], str) else str(error) or repr(error)
+    return " ".join(message.split())
+
+
+def _read_text(path: str) -> str:
+    """The file's text: UTF-8 (a byte-order mark is allowed); anything else is bad input."""
     try:
-        text = Path(path).read_text()
+        data = Path(path).read_bytes()
     except OSError as error:
         raise BadInputError(f"cannot read {path}: {error.strerror or error}") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise BadInputError(f"{path} is UTF-16 text; save it as UTF-8.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise BadInputError(
+            f"{path} is not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); "
+            "is it a binary file?"
+        ) from None
+
+
+def _load_config(path: str) -> tuple[dict[str, Any], Any]:
+    """Read ``path`` as JSON and build the Optimizer it describes."""
+    text = _read_text(path)
     try:
         config = json.loads(text)
     except json.JSONDecodeError as error:
         raise BadInputError(f"{path} is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})") from None
+    except RecursionError:
+        raise BadInputError(f"{path} nests JSON too deeply to be a config.") from None
     try:
         return config, Optimizer.from_config(config)
-    except (TypeError, ValueError, KeyError) as error:
-        message = error.args[0] if error.args else repr(error)
-        raise BadInputError(f"{path}: {message}") from None
+    except (TypeError, ValueError, KeyError, OverflowError) as error:
+        raise BadInputError(f"{path}: {_one_line(error)}") from None
+    except RecursionError:
+        raise BadInputError(f"{path} nests its config too deeply.") from None
+
+
+def _check_trains_the_demo_model(path: str, opt: Any) -> None:
+    """Build the state for the demo MLP and trace one update, as ``train`` will (nothing runs)."""
+    params = jax.eval_shape(MLP().init, jax.random.PRNGKey(0), jnp.zeros((1, DIGITS_FEATURES)))
+    try:
+        state = jax.eval_shape(opt.init, params)
+        jax.eval_shape(opt.update, params, state, params)
+    except Exception as error:  # whatever the config's plug-ins raise on this model: the config's fault
+        raise BadInputError(f"{path}: cannot train the demo model: {_one_line(error)}") from None
+
+
+def _check_run_options(args: argparse.Namespace, train_examples: int) -> Path:
+    """``--epochs``, ``--batch-size``, ``--seed`` and ``--out``, checked before any training; the out dir."""
+    for name in ("epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            raise BadInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    if args.batch_size > train_examples:
+        raise BadInputError(
+            f"--batch-size {args.batch_size} is larger than the {train_examples} training examples."
+        )
+    if not 0 <= args.seed < 2**32:
+        raise BadInputError(f"--seed must be an integer in [0, 2**32 - 1], got {args.seed}.")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {out} is an existing file, not a directory.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BadInputError(f"--out {out}: cannot create the directory ({error.strerror or error}).") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise BadInputError(f"--out {out} is not writable.")
+    return out
 
 
 def _default(field: dataclasses.Field) -> Any:
@@ -100,21 +164,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     _, opt = _load_config(args.config)
+    _check_trains_the_demo_model(args.config, opt)
     names = [p.name for group in (opt.regularizers, opt.modules, opt.constraints) for p in group]
     print(f"{args.config}: valid Optimizer config ({len(names)} plug-ins: {', '.join(names) or 'none'}).")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    config, _ = _load_config(args.config)
-    for name in ("epochs", "batch_size"):
-        if getattr(args, name) < 1:
-            raise BadInputError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    config, opt = _load_config(args.config)
+    out = _check_run_options(args, len(load_digits_split(seed=0).x_train))
+    _check_trains_the_demo_model(args.config, opt)
     result = train_config(config, args.epochs, args.batch_size, args.seed,
                           label=f"gradchain train {args.config}", quiet=args.quiet)
     results = {Path(args.config).stem: result}
     print(format_table(results))
-    out = Path(args.out)
     plot = plot_losses(results, out / "loss.png", title=f"gradchain train {Path(args.config).name}")
     metrics = {"config": config, "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
                "losses": result.losses, "test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
@@ -125,7 +188,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    run_demo(Path(args.out), epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, quiet=args.quiet)
+    out = _check_run_options(args, len(load_digits_split(seed=0).x_train))
+    run_demo(out, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, quiet=args.quiet)
     return 0
 
 
@@ -233,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except BadInputError as error:
-        print(f"gradchain: error: {error}", file=sys.stderr)
+        print(f"gradchain: error: {_one_line(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # e.g. `gradchain list | head`: the reader left, nothing to say
         sys.stderr.close()

@@ -92,24 +92,29 @@ def sharding_report(state: Any, params: dict) -> tuple[int, list[str]]:
 
 
 def slow_config_write_on_process_0(report: dict) -> None:
-    """Process 0 writes the checkpoint's config a second late.
+    """Process 0 writes the checkpoint's config (its manifest, transform.json) a second late.
 
     save_checkpoint must return on no process before the checkpoint is
     complete: without its final barrier, process 1 would try to restore
     before the config exists. ``report["config_write_delayed"]`` says the
     delay happened (so a change in how the config is written shows here).
+    orbax writes it through etils' path class, so both that and pathlib's
+    are slowed down.
     """
     if jax.process_index() != 0:
         return
-    write_text = pathlib.Path.write_text
+    from etils import epath
 
-    def slow(self: pathlib.Path, *args: Any, **kwargs: Any) -> int:
-        if self.name == "transform.json":
-            time.sleep(1.0)
-            report["config_write_delayed"] = True
-        return write_text(self, *args, **kwargs)
+    for cls in {pathlib.Path, type(epath.Path("/"))}:
+        write_text = cls.write_text
 
-    pathlib.Path.write_text = slow  # type: ignore[method-assign]
+        def slow(self: Any, *args: Any, _write: Any = write_text, **kwargs: Any) -> int:
+            if self.name == "transform.json":
+                time.sleep(1.0)
+                report["config_write_delayed"] = True
+            return _write(self, *args, **kwargs)
+
+        cls.write_text = slow  # type: ignore[method-assign]
 
 
 def all_equal(a: Any, b: Any) -> bool:
