@@ -38,6 +38,7 @@ GUIDES: dict[str, tuple[str, list[str]]] = {
     "guides/flower": ("Federations on Flower", ["Federated learning on Flower"]),
     "guides/training": ("Training, privacy, wrappers and checkpoints", ["Training integration"]),
     "guides/scaling_out": ("Scaling out with jax.distributed", ["Scaling out"]),
+    "guides/guarantees": ("Guarantees: validation, checkpoints, the command line", ["Guarantees"]),
     "guides/performance": ("Performance and limits", ["Performance", "Limits"]),
 }
 #: README sections the site shows elsewhere (the home page) or not at all (repository matters).
