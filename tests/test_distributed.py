@@ -142,4 +142,4 @@ def test_readme_scaling_out_example_runs_sharded_on_8_devices(tmp_path):
                           timeout=DEADLINE_S)
     assert done.returncode == 0, done.stderr[-3000:]
     # adam's first moment is split over all 8 devices like its param, and the loss went down
-    assert done.stdout.strip().splitlines()[-2:] == ["P('data', None) 8 True", "1"]  # one compilation
+    assert done.stdout.strip().splitlines()[-2:] == ["data 8 True", "1"]  # one compilation
