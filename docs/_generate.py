@@ -29,7 +29,7 @@ NAMESPACES = [
 #: The guide pages cut from the README: ``{page: (title, [README "## " sections])}``.
 #: ``"@catalog_tables"`` stands for the generated catalog tables.
 GUIDES: dict[str, tuple[str, list[str]]] = {
-    "getting_started": ("Getting started", ["Set up", "Quickstart", "Dependencies"]),
+    "getting_started": ("Getting started", ["Set up", "Quickstart", "Dependencies", "License and changes"]),
     "guides/optimizer": ("The protocol and the Optimizer", ["The protocol", "The Optimizer"]),
     "guides/catalog": ("The catalog", ["What is in it", "@catalog_tables", "The declearn catalog and EWC",
                                        "Gradient geometry (rai-toolbox)"]),
