@@ -26,20 +26,32 @@ from typing import Any
 
 from gradchain.core.registry import field, to_json_value
 from gradchain.core.transform import Transform, adapt, check_aux_names, element_name
-from gradchain.core.tree import PyTree
+from gradchain.core.tree import PyTree, check_trainable
 
 __all__ = ["Chain", "chain", "named_chain", "unique_keys"]
 
 
 def unique_keys(names: list[str], reserved: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """Disambiguate names: the first keeps its name, the next get ``_1``, ``_2``..."""
+    """Disambiguate names: the first keeps its name, the next get ``_1``, ``_2``...
+
+    Linear time: each name remembers the last suffix it used, so ``n`` copies
+    of one name cost ``O(n)``, not ``O(n^2)`` (a suffix already taken by
+    another element, such as a literal ``"adam_1"``, is skipped).
+
+    Example:
+        >>> from gradchain.core.chain import unique_keys
+        >>> unique_keys(["adam", "adam_1", "adam", "adam"], reserved=("descent",))
+        ('adam', 'adam_1', 'adam_2', 'adam_3')
+    """
     taken = set(reserved)
+    last_suffix: dict[str, int] = {}
     keys = []
     for name in names:
-        key, i = name, 0
+        key, i = name, last_suffix.get(name, 0)
         while key in taken:
             i += 1
             key = f"{name}_{i}"
+        last_suffix[name] = i
         taken.add(key)
         keys.append(key)
     return tuple(keys)
@@ -85,11 +97,22 @@ class Chain(Transform, register=False):
             return self.names
         return unique_keys([element_name(t) for t in self.transforms])
 
+    @functools.cached_property
+    def _by_key(self) -> dict[str, Any]:
+        return dict(zip(self.keys, self.transforms))
+
     def __getitem__(self, key: str) -> Any:
         """The element whose state key is ``key``."""
-        return dict(zip(self.keys, self.transforms))[key]
+        return self._by_key[key]
 
     def init(self, params: PyTree) -> dict[str, PyTree]:
+        """Every element's initial state, by key.
+
+        Raises:
+            TypeError: a leaf of ``params`` is an integer or bool (it cannot be
+                trained; the message names its path).
+        """
+        check_trainable(params)
         return {k: t.init(params) for k, t in zip(self.keys, self.elements)}
 
     def update(

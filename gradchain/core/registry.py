@@ -31,8 +31,12 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
+
+import jax
+import numpy as np
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -74,13 +78,20 @@ def field(
 class Registry(Mapping[str, "type[Registered]"]):
     """A mapping ``{name: class}`` for one family of registered classes.
 
+    Safe under concurrent registration: writers (``add``, ``unregister``,
+    ``restore``) hold a lock and swap in a new dict instead of changing the
+    current one, so a reader (iteration, ``snapshot``, lookups) always sees
+    one complete version and never "dictionary changed size during
+    iteration".
+
     Args:
         family: what the registry holds, used in error messages ("module").
     """
 
     def __init__(self, family: str) -> None:
         self.family = family
-        self._classes: dict[str, type[Registered]] = {}
+        self._classes: dict[str, type[Registered]] = {}  # never mutated: replaced whole
+        self._lock = threading.Lock()
 
     def add(self, cls: type[Registered]) -> None:
         """Register ``cls`` under ``cls.name``; raise on a missing or taken name."""
@@ -91,14 +102,15 @@ class Registry(Mapping[str, "type[Registered]"]):
                 "define a non-empty string class attribute `name` (or be declared "
                 f"with `class {cls.__name__}(..., register=False)`)."
             )
-        previous = self._classes.get(name)
-        if previous is not None and not _same_definition(previous, cls):
-            raise ValueError(
-                f"Cannot register {cls.__module__}.{cls.__qualname__} as {self.family} "
-                f"'{name}': that name is already taken by "
-                f"{previous.__module__}.{previous.__qualname__}."
-            )
-        self._classes[name] = cls
+        with self._lock:
+            previous = self._classes.get(name)
+            if previous is not None and not _same_definition(previous, cls):
+                raise ValueError(
+                    f"Cannot register {cls.__module__}.{cls.__qualname__} as {self.family} "
+                    f"'{name}': that name is already taken by "
+                    f"{previous.__module__}.{previous.__qualname__}."
+                )
+            self._classes = {**self._classes, name: cls}
 
     def get_class(self, name: str) -> type[Registered]:
         """Return the class registered under ``name``; KeyError listing known names."""
@@ -124,8 +136,9 @@ class Registry(Mapping[str, "type[Registered]"]):
 
     def unregister(self, name: str) -> type[Registered]:
         """Remove and return the class registered as ``name`` (KeyError if unknown)."""
-        cls = self.get_class(name)
-        del self._classes[name]
+        with self._lock:
+            cls = self.get_class(name)
+            self._classes = {k: v for k, v in self._classes.items() if k != name}
         return cls
 
     def snapshot(self) -> dict[str, type[Registered]]:
@@ -134,7 +147,8 @@ class Registry(Mapping[str, "type[Registered]"]):
 
     def restore(self, snapshot: dict[str, type[Registered]]) -> None:
         """Put back the registrations of a :meth:`snapshot` (forgetting later ones)."""
-        self._classes = dict(snapshot)
+        with self._lock:
+            self._classes = dict(snapshot)
 
 
 def _same_definition(old: type, new: type) -> bool:
@@ -184,9 +198,11 @@ class Registered:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
+            value = _scalar_item(getattr(self, f.name))
             convert = f.metadata.get("convert")
             if convert is not None:
-                object.__setattr__(self, f.name, convert(getattr(self, f.name), f.name))
+                value = convert(value, f.name)
+            object.__setattr__(self, f.name, value)
         for klass in reversed(type(self).__mro__):
             check = klass.__dict__.get("__check_init__")
             if check is not None:
@@ -256,6 +272,20 @@ class Registered:
             raise TypeError(f"{cls.__qualname__} has no registry to look {name!r} up in.")
         target = cls.registry.get_class(name)
         return target.from_config({} if config is None else config)
+
+
+def _scalar_item(value: Any) -> Any:
+    """A concrete 0-d array (numpy or JAX) as its Python number; anything else unchanged.
+
+    A hyper-parameter given as ``jnp.array(0.9)`` would make the instance
+    unhashable (a jitted step keyed on it fails with "Non-hashable static
+    arguments"); its number is what was meant. Tracers (live values inside
+    ``jit``) have no number yet and are kept.
+    """
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)) and value.shape == ():
+        if not isinstance(value, jax.core.Tracer):
+            return value.item()
+    return value
 
 
 def to_json_value(value: Any) -> Any:

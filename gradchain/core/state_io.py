@@ -9,7 +9,8 @@ msgpack- and (with ``as_lists=True``) JSON-serializable.
 would give, possibly abstract) from such a dict. Every leaf is checked: a
 missing or unexpected entry raises a KeyError, a wrong shape or dtype a
 ValueError, each naming the path. Nothing is returned unless everything
-matches.
+matches. Signed-integer leaves are counters (steps, rounds, clients) and
+must be >= 0: a negative step would, for instance, send a warmup backwards.
 """
 
 from __future__ import annotations
@@ -99,7 +100,15 @@ def _convert(value: Any, target: Any, path: str) -> jax.Array:
     if isinstance(value, Mapping):
         raise ValueError(f"State entry {path!r} must be an array, got a dict with keys {sorted(value)}.")
     typed = isinstance(value, (np.ndarray, np.generic, jax.Array))
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):  # ragged nested lists
+        raise ValueError(
+            f"State entry {path!r} is not a rectangular array (ragged nested lists?); "
+            f"expected shape {shape}."
+        ) from None
+    if array.dtype.kind not in "biufc":
+        raise ValueError(f"State entry {path!r} is not numeric: {value!r}.")
     if typed and array.dtype != dtype:
         raise ValueError(
             f"State entry {path!r} has dtype {array.dtype}, expected {dtype}."
@@ -107,14 +116,16 @@ def _convert(value: Any, target: Any, path: str) -> jax.Array:
     if array.shape != shape:
         raise ValueError(f"State entry {path!r} has shape {array.shape}, expected {shape}.")
     if not typed:
-        if array.dtype == object:
-            raise ValueError(f"State entry {path!r} is not numeric: {value!r}.")
         cast = array.astype(dtype)
         if array.size and not np.array_equal(cast.astype(array.dtype), array, equal_nan=array.dtype.kind == "f"):
             raise ValueError(
                 f"State entry {path!r} holds values that do not fit dtype {dtype}."
             )
         array = cast
+    if dtype.kind == "i" and array.size and array.min() < 0:
+        raise ValueError(
+            f"State entry {path!r} is a counter and must be >= 0, got {int(array.min())}."
+        )
     return jnp.asarray(array, dtype)
 
 
@@ -129,7 +140,8 @@ def from_plain(target: PyTree, plain: Any, where: str = "state") -> PyTree:
 
     Raises:
         KeyError: an entry is missing or unexpected.
-        ValueError: an entry has the wrong shape, dtype or kind.
+        ValueError: an entry has the wrong shape, dtype or kind, is ragged,
+            or is a negative counter.
     """
     leaves, treedef = jax.tree_util.tree_flatten_with_path(target)
     if len(leaves) == 1 and not leaves[0][0]:

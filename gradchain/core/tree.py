@@ -18,6 +18,7 @@ __all__ = [
     "abstract",
     "abstract_state",
     "apply_updates",
+    "check_trainable",
     "clip_factor",
     "compute_dtype",
     "check_same_structure",
@@ -283,12 +284,46 @@ def clip_factor(norm: jax.Array, max_norm: float | jax.Array) -> jax.Array:
     return max_norm / jnp.maximum(norm, max_norm)
 
 
+def check_trainable(params: PyTree, where: str = "params") -> None:
+    """Raise a TypeError naming the first leaf of ``params`` that cannot be trained.
+
+    Only floating-point and complex leaves can follow a gradient: an integer
+    or bool leaf would silently truncate every update (``[1, 2] - 0.5`` cast
+    back to int32 is ``[0, 1]``). Leaves may be arrays or
+    ``jax.ShapeDtypeStruct``; only their dtype is read (no host sync).
+
+    Raises:
+        TypeError: an integer, bool or other non-inexact leaf (its path, joined by
+            ``/``, and its dtype are named, with how to keep it out of training).
+
+    Example:
+        >>> import jax.numpy as jnp, gradchain as gc
+        >>> gc.tree.check_trainable({"w": jnp.ones(2), "steps": jnp.zeros((), jnp.int32)})
+        Traceback (most recent call last):
+        ...
+        TypeError: params leaf 'steps' has dtype int32 and cannot be trained (updates would be truncated to integers). Keep it out of the params tree (pass it to the loss function separately, or keep it in a non-'params' Flax collection), or cast it to a float dtype if it is meant to be trained.
+    """
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None:
+            dtype = np.result_type(leaf)  # a Python scalar leaf
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            name = jax.tree_util.keystr(path, simple=True, separator="/") or "<root>"
+            raise TypeError(
+                f"{where} leaf {name!r} has dtype {np.dtype(dtype).name} and cannot be trained "
+                "(updates would be truncated to integers). Keep it out of the params tree "
+                "(pass it to the loss function separately, or keep it in a non-'params' Flax "
+                "collection), or cast it to a float dtype if it is meant to be trained."
+            )
+
+
 def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
     """``params + updates``, each result cast back to its param's dtype.
 
     Raises:
         ValueError: the two trees differ in structure or shapes (the message
             names the first differing path).
+        TypeError: a param leaf is an integer or bool (see :func:`check_trainable`).
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
@@ -296,4 +331,5 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
         dtype(bfloat16)
     """
     check_same_structure(params, updates, "params", "updates")
+    check_trainable(params)
     return map_leaves(lambda p, u: jnp.asarray(p + u).astype(jnp.result_type(p)), params, updates)

@@ -3,13 +3,45 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradchain.core.tree import PyTree, check_same_structure, compute_dtype
+from gradchain.core.validation import is_traced
 
-__all__ = ["aggregate_aux_vars", "pseudo_gradient", "stack_clients", "sum_over_clients", "weighted_mean"]
+__all__ = ["aggregate_aux_vars", "check_client_weights", "pseudo_gradient", "stack_clients", "sum_over_clients", "weighted_mean"]
+
+
+def check_client_weights(weights: Any, client_params: PyTree, name: str = "weights") -> None:
+    """Raise a ValueError unless ``weights`` is one finite, non-negative number per client.
+
+    The shape is checked always (traced values too); the values only when
+    concrete. A NaN weight would otherwise turn the round's mean into NaN or,
+    through ``sum > 0``, silently drop the round.
+    """
+    leaves = jax.tree.leaves(client_params)
+    n_clients = jnp.shape(leaves[0])[0] if leaves and jnp.ndim(leaves[0]) else None
+    shape = jnp.shape(weights)
+    if len(shape) != 1 or (n_clients is not None and shape[0] != n_clients):
+        raise ValueError(
+            f"`{name}` must hold one number per client: shape ({n_clients},) for the client "
+            f"axis of the client params, got shape {shape}."
+        )
+    if is_traced(weights):
+        return
+    values = np.asarray(weights)
+    if values.dtype.kind not in "biuf":
+        raise ValueError(f"`{name}` must be real numbers, got dtype {values.dtype}.")
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"`{name}` must be finite and >= 0 (example counts or weights); client {i} has "
+            f"{values[i]!r}."
+        )
 
 
 def aggregate_aux_vars(messages: Sequence[Mapping[str, PyTree]]) -> dict[str, PyTree]:
@@ -24,6 +56,7 @@ def aggregate_aux_vars(messages: Sequence[Mapping[str, PyTree]]) -> dict[str, Py
         messages: ``[{aux_name: pytree}, ...]``, one per client (at least one).
 
     Raises:
+        TypeError: a message is not a dict (its index is named).
         ValueError: no message, or two messages differ in structure or shapes
             (the first differing path is named).
 
@@ -34,9 +67,20 @@ def aggregate_aux_vars(messages: Sequence[Mapping[str, PyTree]]) -> dict[str, Py
         >>> gc.federated.aggregate_aux_vars([a, b])["scaffold"]["delta"]
         Array([4., 6.], dtype=float32)
     """
+    if isinstance(messages, Mapping) or not isinstance(messages, Sequence):
+        raise TypeError(
+            f"aggregate_aux_vars needs a list of messages (one dict per client), got "
+            f"{type(messages).__name__}."
+        )
     messages = list(messages)
     if not messages:
         raise ValueError("aggregate_aux_vars needs at least one message.")
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise TypeError(
+                f"aggregate_aux_vars: message {i} must be a dict {{aux_name: pytree}}, got "
+                f"{type(message).__name__} {message!r}."
+            )
     first = messages[0]
     for i, other in enumerate(messages[1:], start=1):
         check_same_structure(first, other, "message 0", f"message {i}")
@@ -108,7 +152,18 @@ def pseudo_gradient(global_params: PyTree, client_params: PyTree, weights: jax.A
     exactly on the weighted mean (FedAvg); with momentum, adam or yogi modules
     it is FedAvgM, FedAdam or FedYogi. Clients with weight 0 (absent this
     round) do not count; with no client at all the pseudo-gradient is 0.
+
+    Raises:
+        ValueError: ``weights`` is not one number per client (the leading
+            axis of ``client_params``), or (when concrete, outside ``jit``)
+            holds a NaN, an infinite or a negative weight.
+
+    Example:
+        >>> import jax.numpy as jnp, gradchain as gc
+        >>> gc.federated.pseudo_gradient(jnp.zeros(1), jnp.array([[1.0], [4.0]]), jnp.array([2.0, 1.0]))
+        Array([-2.], dtype=float32)
     """
+    check_client_weights(weights, client_params)
     weights = jnp.asarray(weights, jnp.float32)
     mean = weighted_mean(client_params, weights)
     present = jnp.sum(weights) > 0

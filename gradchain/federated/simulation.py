@@ -136,7 +136,14 @@ class FederatedSimulation:
 
         Returns the new state and the round's metrics: ``train_loss`` (the
         participants' mean training loss, weighted by their example counts)
-        and ``participants``.
+        and ``participants``. A selected client with no example takes no
+        part: it keeps its state and sends no message (it is not counted as a
+        SCAFFOLD client, and its steps on padding are discarded).
+
+        Raises:
+            ValueError: ``mask`` or ``data.counts`` is not one entry per
+                client, or a count is not an integer in ``[0, shard size]``
+                (the client is named).
         """
         mask = jnp.asarray(mask, jnp.bool_)
         n_clients = _n_clients(state)
@@ -145,6 +152,7 @@ class FederatedSimulation:
                 f"The simulation has {n_clients} clients: `mask` and `data.counts` must have "
                 f"shape ({n_clients},), got {mask.shape} and {data.counts.shape}."
             )
+        mask = mask & jnp.asarray(_checked_counts(data) > 0)
         if self.batch_size is None and not _unpadded(data):
             raise ValueError("batch_size=None uses whole shards: every shard must be full (no padding).")
         server_aux, server_state, key, keys = open_round(self.server_opt, state.server_state, state.key, n_clients)
@@ -230,6 +238,22 @@ class FederatedSimulation:
 def _n_clients(state: SimulationState) -> int:
     # an Optimizer's state always holds its step counters, so there is a leaf
     return int(jax.tree.leaves(state.client_states)[0].shape[0])
+
+
+def _checked_counts(data: ClientData) -> np.ndarray:
+    """The example counts, checked: integers in ``[0, padded shard size]``."""
+    counts = np.asarray(data.counts)
+    if counts.dtype.kind not in "iu":
+        raise ValueError(f"`data.counts` must be integers (examples per client), got dtype {counts.dtype}.")
+    n_max = jax.tree.leaves(data.data)[0].shape[1]
+    bad = (counts < 0) | (counts > n_max)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(
+            f"`data.counts` must be in [0, {n_max}] (the padded shard size); client {i} has "
+            f"{int(counts[i])}."
+        )
+    return counts
 
 
 def _unpadded(data: ClientData) -> bool:

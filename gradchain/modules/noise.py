@@ -12,7 +12,7 @@ import numpy as np
 
 from gradchain.core.transform import Module
 from gradchain.core.tree import PyTree, compute_dtype
-from gradchain.core.validation import check_bool, check_number, check_optional_int
+from gradchain.core.validation import check_bool, check_number, check_seed
 
 __all__ = ["GaussianNoise", "NoiseState", "entropy_key", "seed_key"]
 
@@ -75,7 +75,7 @@ class GaussianNoise(Module):
     def __check_init__(self) -> None:
         check_number(self, "std", low=0.0)
         check_bool(self, "safe_mode")
-        check_optional_int(self, "seed")
+        check_seed(self, "seed")
 
     def init(self, params: PyTree) -> NoiseState:
         if self.safe_mode or self.seed is None:

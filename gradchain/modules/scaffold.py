@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from gradchain.core.transform import Module
 from gradchain.core.tree import PyTree, check_same_structure, map_leaves, zeros_like
-from gradchain.core.validation import is_traced
+from gradchain.core.validation import int_arg, is_traced
 
 __all__ = ["ScaffoldClient", "ScaffoldClientState", "ScaffoldServer", "ScaffoldServerState"]
 
@@ -75,6 +75,17 @@ def _require_keys(aux_var: Any, keys: tuple[str, ...], who: str) -> None:
         )
     if not set(keys) <= set(aux_var):
         raise KeyError(f"{who} expects auxiliary variables with keys {list(keys)}, got {sorted(aux_var)}.")
+
+
+def _check_client_count(clients: Any) -> None:
+    """The summed ``clients`` count of a SCAFFOLD message: a scalar integer >= 0 (when concrete)."""
+    if jnp.ndim(clients) != 0:
+        raise ValueError(
+            f"scaffold-server: auxiliary variable 'scaffold/clients' must be a scalar count, got shape "
+            f"{jnp.shape(clients)}."
+        )
+    if not is_traced(clients):
+        int_arg(clients, "scaffold-server: auxiliary variable 'scaffold/clients'", low=0)
 
 
 class ScaffoldClient(Module):
@@ -199,6 +210,7 @@ class ScaffoldServer(Module):
 
     def process_aux_var(self, state: ScaffoldServerState, aux_var: Any) -> ScaffoldServerState:
         _require_keys(aux_var, ("delta", "clients"), "scaffold-server")
+        _check_client_count(aux_var["clients"])
         check_same_structure(state.local_sum, aux_var["delta"], "params", "auxiliary variable 'scaffold/delta'")
         local_sum = map_leaves(lambda s, d: (s + d).astype(s.dtype), state.local_sum, aux_var["delta"])
         clients = state.clients + jnp.asarray(aux_var["clients"]).astype(jnp.int32)

@@ -7,12 +7,11 @@ a scheduler (instance or ``[name, config]``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gradchain.core.transform import Transform
-from gradchain.core.validation import as_real, is_traced
+from gradchain.core.validation import as_real, is_traced, real_arg
 from gradchain.schedules.base import Scheduler
 
 __all__ = ["parse_plugin", "parse_plugins", "parse_rate"]
@@ -67,7 +66,7 @@ def parse_plugins(specs: Any, where: str, family: type[Transform]) -> tuple[Tran
 
 
 def parse_rate(value: Any, where: str) -> Any:
-    """A non-negative finite number (ints accepted) or a scheduler.
+    """A non-negative number finite in float32 (ints accepted) or a scheduler.
 
     A JAX tracer (a live hyper-parameter rebuilt inside ``jit``, see
     :class:`gradchain.wrappers.InjectHyperparams`) is returned as is: it was checked when set.
@@ -75,7 +74,7 @@ def parse_rate(value: Any, where: str) -> Any:
 
     Raises:
         TypeError: neither a number nor a scheduler spec.
-        ValueError: a negative, NaN or infinite number.
+        ValueError: a negative or NaN number, or one infinite (or flushed to 0) in float32.
     """
     if isinstance(value, Scheduler) or is_traced(value):
         return value
@@ -91,6 +90,6 @@ def parse_rate(value: Any, where: str) -> Any:
             f"`{where}` must be a number or a [scheduler name, config] pair, got "
             f"{type(value).__name__} {value!r}."
         )
-    if not math.isfinite(real) or real < 0:
+    if not real >= 0:  # NaN too
         raise ValueError(f"`{where}` must be a finite number >= 0, got {real!r}.")
-    return real
+    return real_arg(real, f"`{where}`")

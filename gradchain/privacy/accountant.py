@@ -9,9 +9,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gradchain.core.validation import int_arg, real_arg
+
 __all__ = ["ACCOUNTANTS", "RDP_CONVERSIONS", "calibrate_noise_multiplier", "compute_epsilon"]
 
 ACCOUNTANTS = ("rdp", "pld")
+#: The noise multipliers calibrate_noise_multiplier searches.
+_CALIBRATION_RANGE = (1e-3, 1e3)
 RDP_CONVERSIONS = ("tight", "classic")
 
 
@@ -26,15 +30,16 @@ def _dp_accounting() -> Any:
     return dp_accounting
 
 
-def _check_accounting_args(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> None:
-    if not (isinstance(noise_multiplier, (int, float)) and noise_multiplier >= 0):
-        raise ValueError(f"`noise_multiplier` must be a number >= 0, got {noise_multiplier!r}.")
-    if not (isinstance(sample_rate, (int, float)) and 0 < sample_rate <= 1):
-        raise ValueError(f"`sample_rate` must be in (0, 1], got {sample_rate!r}.")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"`steps` must be an integer >= 0, got {steps!r}.")
-    if not (isinstance(delta, (int, float)) and 0 < delta < 1):
-        raise ValueError(f"`delta` must be in (0, 1), got {delta!r}.")
+def _check_accounting_args(
+    noise_multiplier: Any, sample_rate: Any, steps: Any, delta: Any
+) -> tuple[float, float, int, float]:
+    """The arguments as Python numbers, checked (a bool is not a number; numpy numbers are)."""
+    return (
+        real_arg(noise_multiplier, "`noise_multiplier`", low=0.0),
+        real_arg(sample_rate, "`sample_rate`", low=0.0, high=1.0, low_open=True),
+        int_arg(steps, "`steps`", low=0),
+        real_arg(delta, "`delta`", low=0.0, high=1.0, low_open=True, high_open=True),
+    )
 
 
 def _event(dp_accounting: Any, noise_multiplier: float, sample_rate: float, steps: int) -> Any:
@@ -79,7 +84,9 @@ def compute_epsilon(
         (2019), Rényi DP of the Sampled Gaussian Mechanism; Google's
         ``dp-accounting`` library.
     """
-    _check_accounting_args(noise_multiplier, sample_rate, steps, delta)
+    noise_multiplier, sample_rate, steps, delta = _check_accounting_args(
+        noise_multiplier, sample_rate, steps, delta
+    )
     if accountant not in ACCOUNTANTS:
         raise ValueError(f"`accountant` must be one of {list(ACCOUNTANTS)}, got {accountant!r}.")
     if conversion not in RDP_CONVERSIONS:
@@ -116,7 +123,13 @@ def calibrate_noise_multiplier(
     """The smallest noise multiplier whose epsilon is at most ``target_epsilon``.
 
     What declearn asks Opacus for when it sets up DP from a budget; found by
-    bisection on :func:`compute_epsilon` (``dp-accounting``'s calibration).
+    bisection on :func:`compute_epsilon` (``dp-accounting``'s calibration)
+    over noise multipliers in ``[1e-3, 1e3]``. When even ``1e-3`` meets the
+    budget, ``1e-3`` is returned (with ``steps=0``, 0.0: no noise is needed).
+
+    Raises:
+        ValueError: a bad argument, or a budget that no noise multiplier up to
+            ``1e3`` reaches (the epsilon at ``1e3`` is named).
 
     Example:
         >>> import gradchain as gc
@@ -124,9 +137,8 @@ def calibrate_noise_multiplier(
         >>> gc.compute_epsilon(z, 256 / 60000, 14063, 1e-5) <= 3.0
         True
     """
-    _check_accounting_args(1.0, sample_rate, steps, delta)
-    if not target_epsilon > 0:
-        raise ValueError(f"`target_epsilon` must be > 0, got {target_epsilon!r}.")
+    _, sample_rate, steps, delta = _check_accounting_args(1.0, sample_rate, steps, delta)
+    target_epsilon = real_arg(target_epsilon, "`target_epsilon`", low=0.0, low_open=True)
     if accountant not in ACCOUNTANTS:
         raise ValueError(f"`accountant` must be one of {list(ACCOUNTANTS)}, got {accountant!r}.")
     dpa = _dp_accounting()
@@ -137,7 +149,20 @@ def calibrate_noise_multiplier(
     def make_event(z: float) -> Any:
         return _event(dpa, z, float(sample_rate), steps)
 
-    bracket = dpa.ExplicitBracketInterval(1e-3, 1e3)
+    if steps == 0:
+        return 0.0
+    low, high = _CALIBRATION_RANGE
+    kwargs = {"accountant": accountant}
+    floor = compute_epsilon(high, sample_rate, steps, delta, **kwargs)
+    if floor > target_epsilon:
+        raise ValueError(
+            f"`target_epsilon`={target_epsilon!r} cannot be reached: even a noise multiplier of "
+            f"{high:g} gives epsilon {floor:.4g} (sample_rate={sample_rate!r}, steps={steps}, "
+            f"delta={delta!r}). Allow a larger epsilon or delta, or take fewer or smaller steps."
+        )
+    if compute_epsilon(low, sample_rate, steps, delta, **kwargs) <= target_epsilon:
+        return low
+    bracket = dpa.ExplicitBracketInterval(low, high)
     return float(
         dpa.calibrate_dp_mechanism(
             make_accountant, make_event, target_epsilon, delta, bracket, tol=tol

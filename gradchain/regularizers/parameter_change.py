@@ -148,7 +148,7 @@ class ParameterChange(Regularizer):
         Raises:
             ValueError: ``weights`` (or ``params``) do not match the state's
                 structure and shapes (the first differing path is named), or
-                hold negative values.
+                hold NaN, infinite or negative values.
         """
         check_same_structure(state.center, params, "the regularizer's params", "params")
         if weights is None:
@@ -185,8 +185,9 @@ def _check_non_negative(weights: PyTree) -> None:
     for path, w in jax.tree_util.tree_flatten_with_path(weights)[0]:
         if isinstance(w, jax.core.Tracer):
             continue  # cannot be checked under jit; checked when concrete
-        if np.any(np.asarray(w) < 0):
+        values = np.asarray(w)
+        if not np.all(np.isfinite(values)) or np.any(values < 0):  # NaN would make the penalty NaN
             raise ValueError(
-                f"parameter-change: `weights` must be non-negative, got negative values at "
-                f"{jax.tree_util.keystr(path)}."
+                f"parameter-change: `weights` must be finite and non-negative, got NaN, infinite or "
+                f"negative values at {jax.tree_util.keystr(path)}."
             )

@@ -70,6 +70,17 @@ def _check_batch(batch: PyTree) -> None:
         )
 
 
+def _check_not_empty(batch: PyTree) -> None:
+    """An empty batch has no mean loss (NaN): refuse it before any step is taken."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(batch)[0]:
+        if jnp.ndim(leaf) and jnp.shape(leaf)[0] == 0:
+            name = jax.tree_util.keystr(path, simple=True, separator="/") or "<root>"
+            raise ValueError(
+                f"`batch` is empty: leaf {name!r} has shape {jnp.shape(leaf)}, with no example "
+                "along its leading axis (the mean loss would be NaN). The step was not taken."
+            )
+
+
 def _fixed_clipping(tx: Any) -> tuple[float, str] | None:
     """``(sclip, clipping)`` that ``tx`` (or a transform it wraps) was calibrated for, if any."""
     while tx is not None:
@@ -119,7 +130,8 @@ def run_train_step(
         **extra_args: forwarded to ``tx.update`` (an optax one gets them when it accepts them).
 
     Raises:
-        ValueError: a bad ``sclip`` or ``clipping``, a batch whose leaves do
+        ValueError: an empty batch (a leaf with leading size 0; nothing is
+            updated), a bad ``sclip`` or ``clipping``, a batch whose leaves do
             not share a leading size (with ``sclip``), or an ``sclip`` or
             ``clipping`` other than those a DPSGD transform calibrated its
             noise for.
@@ -150,6 +162,7 @@ def run_train_step(
         sclip, clipping = fixed_sclip, fixed_clipping
     clipping = "per-tensor" if clipping is None else clipping
     check_clipping(clipping)
+    _check_not_empty(batch)
     if sclip is not None:
         _check_sclip(sclip)
         _check_batch(batch)

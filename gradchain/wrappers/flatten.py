@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from gradchain.core.chain import Chain
 from gradchain.core.transform import Transform, element_name
-from gradchain.core.tree import PyTree, apply_updates, check_same_structure
+from gradchain.core.tree import PyTree, apply_updates, check_same_structure, check_trainable
 from gradchain.core.validation import check_optional_int
 from gradchain.wrappers.base import Wrapper
 
@@ -161,6 +161,7 @@ class Flatten(Wrapper):
 
     def init(self, params: PyTree) -> PyTree:
         _check_single_device(params)
+        check_trainable(params)  # before packing, so the message names the leaf
         return self.adapted.init(pack(params, self.max_leaf_size))
 
     def update(

@@ -1,4 +1,4 @@
-"""Skip steps whose gradients (or the updates made from them) hold a NaN or an Inf."""
+"""Skip steps whose gradients, the updates made from them, or the new state hold a NaN or an Inf."""
 
 from __future__ import annotations
 
@@ -32,12 +32,17 @@ class SkipNonFiniteState(NamedTuple):
 def all_finite(tree: PyTree) -> jax.Array:
     """A boolean scalar: no leaf of ``tree`` holds a NaN or an Inf.
 
+    Integer, bool and key leaves (counters, PRNG keys) are always finite and
+    are not read.
+
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
         >>> gc.wrappers.all_finite({"a": jnp.ones(2), "b": jnp.array([1.0, jnp.inf])})
         Array(False, dtype=bool)
     """
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    leaves = [
+        jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)
+    ]
     if not leaves:
         return jnp.ones((), jnp.bool_)
     return jnp.all(jnp.stack(leaves))
@@ -47,15 +52,18 @@ class SkipNonFinite(Wrapper):
     """Skip non-finite steps: zero updates and the inner state left as it was.
 
     .. math::
-        ok_t = \\mathrm{finite}(g_t) \\wedge \\mathrm{finite}(\\mathrm{inner}(g_t));\\quad
+        ok_t = \\mathrm{finite}(g_t) \\wedge \\mathrm{finite}(u_t') \\wedge \\mathrm{finite}(s_t'),\\quad
+        (u_t', s_t') = \\mathrm{inner}(g_t, s_{t-1});\\quad
         (u_t, s_t) = \\begin{cases} \\mathrm{inner}(g_t, s_{t-1}) & ok_t \\vee c_{t-1} \\ge n \\\\
         (0, s_{t-1}) & \\text{otherwise}\\end{cases}
 
     where ``c`` counts the non-finite steps in a row and ``n`` is
     ``max_consecutive``. The inner update is computed and its result
-    selected: the check covers the updates it produces (an overflow inside
-    the inner transform is caught too), and on the usual finite step nothing
-    is wasted.
+    selected: the check covers the updates it produces and the state it
+    would commit (an overflow inside the inner transform is caught too, such
+    as a float16 second moment ``nu`` that overflows to inf while the update
+    ``m / (sqrt(nu) + eps)`` is a finite 0), and on the usual finite step
+    nothing is wasted.
 
     After ``max_consecutive`` non-finite steps in a row, the next non-finite
     step is *applied* (as ``optax.apply_if_finite`` does): a run that keeps
@@ -101,7 +109,7 @@ class SkipNonFinite(Wrapper):
         self, updates: PyTree, state: SkipNonFiniteState, params: PyTree | None = None, **extra: Any
     ) -> tuple[PyTree, SkipNonFiniteState]:
         out, new_inner = self.adapted.update(updates, state.inner, params, **extra)
-        finite = all_finite(updates) & all_finite(out)
+        finite = all_finite(updates) & all_finite(out) & all_finite(new_inner)
         apply = finite
         if self.max_consecutive is not None:
             apply = finite | (state.consecutive >= self.max_consecutive)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import numbers
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
@@ -29,7 +28,7 @@ from gradchain.core import registry
 from gradchain.core.chain import unique_keys
 from gradchain.core.transform import Transform, adapt, element_name
 from gradchain.core.tree import PyTree
-from gradchain.core.validation import as_real, is_traced
+from gradchain.core.validation import is_traced, real_arg
 from gradchain.wrappers.base import Wrapper
 
 __all__ = [
@@ -142,8 +141,12 @@ def _excluded(path: str, exclude: tuple[str, ...]) -> bool:
 
 
 def _paths(exclude: Any, name: str) -> tuple[str, ...]:
-    if isinstance(exclude, str) or not all(isinstance(e, str) for e in exclude):
-        raise TypeError(f"inject_hyperparams: `{name}` must be a list of paths (str), got {exclude!r}.")
+    if isinstance(exclude, str):  # one path, not a sequence of one-letter paths
+        return (exclude,)
+    if not isinstance(exclude, (list, tuple)) or not all(isinstance(e, str) for e in exclude):
+        raise TypeError(
+            f"inject_hyperparams: `{name}` must be a path (str) or a list of paths, got {exclude!r}."
+        )
     return tuple(exclude)
 
 
@@ -168,7 +171,7 @@ class InjectHyperparams(Wrapper):
     Args:
         inner: the transformation whose hyper-parameters become live.
         exclude: paths (or path prefixes, like ``"modules/adam"``) to keep
-            static (default: none).
+            static (default: none); one path may be given as a string.
 
     Example:
         >>> import jax, jax.numpy as jnp, gradchain as gc
@@ -259,7 +262,7 @@ class InjectHyperparams(Wrapper):
         return new
 
 
-def inject_hyperparams(tx: Any, exclude: tuple[str, ...] = ()) -> InjectHyperparams:
+def inject_hyperparams(tx: Any, exclude: str | tuple[str, ...] = ()) -> InjectHyperparams:
     """Inject the float hyper-parameters of ``tx`` into its state (see :class:`InjectHyperparams`).
 
     Example:
@@ -267,7 +270,7 @@ def inject_hyperparams(tx: Any, exclude: tuple[str, ...] = ()) -> InjectHyperpar
         >>> sorted(gc.inject_hyperparams(gc.adam(1e-3)).defaults)
         ['lrate', 'modules/adam/beta_1', 'modules/adam/beta_2', 'modules/adam/eps', 'w_decay']
     """
-    return InjectHyperparams(tx, tuple(exclude))
+    return InjectHyperparams(tx, exclude)
 
 
 # -- reading and writing values in any state tree --------------------------------------
@@ -305,19 +308,19 @@ def _raw(value: Any) -> Any:
     return value.get_value() if hasattr(value, "get_value") else value
 
 
+# the Optimizer's rates (parse_rate's rule: numbers >= 0), wherever they sit in the path
+_RATES = ("lrate", "w_decay")
+
+
 def _as_f32(path: str, value: Any) -> Any:
     raw = _raw(value)
     if is_traced(raw):
         return jnp.asarray(raw, jnp.float32)
     if getattr(raw, "shape", ()) != ():
         raise ValueError(f"Hyper-parameter {path!r} must be a scalar, got shape {raw.shape}.")
-    number = as_real(raw)
-    if number is None:
-        raise TypeError(
-            f"Hyper-parameter {path!r} must be a real number, got {type(raw).__name__} {raw!r}."
-        )
-    if not math.isfinite(number):
-        raise ValueError(f"Hyper-parameter {path!r} must be finite, got {number!r}.")
+    number = real_arg(raw, f"Hyper-parameter {path!r}")
+    if path.rsplit("/", 1)[-1] in _RATES and number < 0:  # descent would turn into ascent
+        raise ValueError(f"Hyper-parameter {path!r} is a rate and must be >= 0, got {number!r}.")
     return jnp.asarray(number, jnp.float32)
 
 
@@ -328,12 +331,16 @@ def set_hyperparams(state: PyTree, values: Mapping[str, Any] | None = None, /, *
     state of ``accumulate(inject_hyperparams(opt))``, a TrainState's ``opt_state``...).
     Values are given as a dict by path (``{"modules/adam/beta_1": 0.8}``)
     and/or as keywords for top-level names (``lrate=0.01``). Pure: works
-    under ``jit`` with traced values. Only keys and finiteness are checked
-    here; :meth:`InjectHyperparams.set_hyperparams` also checks ranges.
+    under ``jit`` with traced values. Checked here, for concrete values: the
+    keys, that each value is a real scalar finite in float32 (and not
+    flushed to 0), and that rates (``lrate``, ``w_decay``) are >= 0;
+    :meth:`InjectHyperparams.set_hyperparams` also checks every range the
+    constructor checks (``beta_1 < 1``...).
 
     Raises:
         KeyError: a path that is not a injected hyper-parameter of this state.
-        TypeError / ValueError: a value that is not a finite real scalar.
+        TypeError / ValueError: a value that is not a real scalar finite in
+            float32, or a negative rate; nothing is changed.
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
