@@ -188,7 +188,8 @@ def test_bad_scheduler_arguments(name, config, error, pattern):
 
 @settings(max_examples=30, deadline=None)
 @given(
-    base=st.floats(0.0, 1.0), max_lr=st.floats(0.0, 1.0), duration=st.integers(1, 50),
+    base=st.floats(0.0, 1.0, width=32, allow_subnormal=False),
+    max_lr=st.floats(0.0, 1.0, width=32, allow_subnormal=False), duration=st.integers(1, 50),
     step=st.integers(0, 200),
 )
 def test_cosine_annealing_stays_between_its_bounds(base, max_lr, duration, step):

@@ -40,7 +40,7 @@ def check_client_weights(weights: Any, client_params: PyTree, name: str = "weigh
         i = int(np.argmax(bad))
         raise ValueError(
             f"`{name}` must be finite and >= 0 (example counts or weights); client {i} has "
-            f"{values[i]!r}."
+            f"{values[i].item()!r}."
         )
 
 
