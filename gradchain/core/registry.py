@@ -282,10 +282,8 @@ def _scalar_item(value: Any) -> Any:
     arguments"); its number is what was meant. Tracers (live values inside
     ``jit``) have no number yet and are kept.
     """
-    if isinstance(value, (np.ndarray, np.generic, jax.Array)) and value.shape == ():
-        if not isinstance(value, jax.core.Tracer):
-            return value.item()
-    return value
+    concrete = isinstance(value, (np.ndarray, np.generic, jax.Array)) and not isinstance(value, jax.core.Tracer)
+    return value.item() if concrete and value.shape == () else value
 
 
 def to_json_value(value: Any) -> Any:

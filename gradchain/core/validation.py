@@ -170,9 +170,8 @@ def int_arg(value: Any, where: str, *, low: int | None = None, high: int | None 
         >>> int_arg(np.int64(3), "`steps`", low=0)
         3
     """
-    if _is_concrete_scalar(value) and getattr(value, "dtype", None) is not None:
-        if np.dtype(value.dtype).kind in "iu":
-            value = value.item()
+    if _is_concrete_scalar(value) and np.dtype(getattr(value, "dtype", object)).kind in "iu":
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{where} must be an integer, got {type(value).__name__} {value!r}.")
     number = int(value)

@@ -270,7 +270,7 @@ def inject_hyperparams(tx: Any, exclude: str | tuple[str, ...] = ()) -> InjectHy
         >>> sorted(gc.inject_hyperparams(gc.adam(1e-3)).defaults)
         ['lrate', 'modules/adam/beta_1', 'modules/adam/beta_2', 'modules/adam/eps', 'w_decay']
     """
-    return InjectHyperparams(tx, exclude)
+    return InjectHyperparams(tx, _paths(exclude, "exclude"))
 
 
 # -- reading and writing values in any state tree --------------------------------------
