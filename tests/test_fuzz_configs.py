@@ -283,3 +283,18 @@ def _walk_dicts(plain, prefix=()):
         if isinstance(value, Mapping):
             yield (*prefix, key), value
             yield from _walk_dicts(value, (*prefix, key))
+
+
+@SETTINGS
+@given(configs(), st.sampled_from([5, [1.0, 2.0], "abc"]), st.data())
+def test_a_dict_entry_replaced_by_a_value_is_named(config, value, data):
+    opt = gc.Optimizer.from_config(config)
+    states = opt.get_state(opt.init(PARAMS))
+    where = data.draw(st.sampled_from([path for path, _ in _walk_dicts(states)]), label="where")
+    bad = copy.deepcopy(states)
+    _parent(bad, where)[where[-1]] = value
+    frozen = copy.deepcopy(bad)
+    with pytest.raises(ValueError) as info:
+        opt.set_state(bad, PARAMS)
+    assert "state/" + "/".join(where) in str(info.value)
+    assert _equal(bad, frozen)

@@ -129,6 +129,27 @@ def _convert(value: Any, target: Any, path: str) -> jax.Array:
     return jnp.asarray(array, dtype)
 
 
+def _is_empty_container(x: Any) -> bool:
+    return isinstance(x, (Mapping, tuple, list)) and len(x) == 0
+
+
+def _check_empty_entries(target: PyTree, plain: Any, where: str) -> None:
+    """An entry that is an empty container in ``target`` (a stateless plug-in) must be a dict if given."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(target, is_leaf=_is_empty_container)[0]:
+        if not _is_empty_container(leaf):
+            continue
+        node = plain
+        for i, key in enumerate(key_name(k) for k in path):
+            if not isinstance(node, Mapping):
+                break  # the walk over the leaves names this one
+            if key not in node:
+                break  # a stateless entry may be left out
+            node = node[key]
+            if i == len(path) - 1 and not isinstance(node, Mapping):
+                name = "/".join([where, *(key_name(k) for k in path)])
+                raise ValueError(f"State entry {name!r} must be a dict, got {type(node).__name__}.")
+
+
 def from_plain(target: PyTree, plain: Any, where: str = "state") -> PyTree:
     """Rebuild a state shaped like ``target`` from its plain form (validated).
 
@@ -146,6 +167,7 @@ def from_plain(target: PyTree, plain: Any, where: str = "state") -> PyTree:
     leaves, treedef = jax.tree_util.tree_flatten_with_path(target)
     if len(leaves) == 1 and not leaves[0][0]:
         return treedef.unflatten([_convert(plain, leaves[0][1], where)])
+    _check_empty_entries(target, plain, where)
     values = []
     for path, leaf in leaves:
         segments = [key_name(k) for k in path]
