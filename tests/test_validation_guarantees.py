@@ -224,3 +224,22 @@ def test_flatten_refuses_gradients_with_swapped_shapes():
     ref, _ = gc.adam(0.1).update(good, gc.adam(0.1).init(params), params)
     for key in params:
         np.testing.assert_allclose(flat_out[key], ref[key], rtol=1e-6)
+
+
+# -- products and train-step arguments -------------------------------------------------------
+
+
+def test_dp_sgd_checks_its_seed_and_the_noise_std_it_derives():
+    with pytest.raises(ValueError, match="`seed`"):
+        gc.dp_sgd(0.1, noise_multiplier=1.0, sclip=1.0, safe_mode=False, seed=2**70)
+    with pytest.raises(ValueError, match=r"noise std .*finite in float32"):
+        gc.dp_sgd(0.1, noise_multiplier=1e20, sclip=1e20)
+    assert gc.dp_sgd(0.1, noise_multiplier=1e3, sclip=1e3).noise_std == 1e6
+
+
+def test_run_train_step_refuses_an_sclip_that_float32_cannot_hold():
+    opt = gc.sgd(0.1)
+    loss = lambda w, b: jnp.mean(b @ w)  # noqa: E731
+    for sclip in (1e39, 1e-50):
+        with pytest.raises(ValueError, match="`sclip`"):
+            gc.run_train_step(opt, loss, jnp.zeros(2), opt.init(jnp.zeros(2)), jnp.ones((2, 2)), sclip=sclip)

@@ -39,6 +39,8 @@ from gradchain.core.validation import (
     check_choice,
     check_number,
     check_optional_int,
+    check_seed,
+    real_arg,
 )
 from gradchain.modules.noise import GaussianNoise
 from gradchain.optimizers.optimizer import Optimizer
@@ -117,7 +119,9 @@ class DPSGD(Wrapper):
         check_choice(self, "clipping", CLIPPING_MODES)
         check_optional_int(self, "batch_size", low=1)
         check_bool(self, "safe_mode")
-        check_optional_int(self, "seed")
+        check_seed(self, "seed")
+        # each factor may be fine and their product (the noise std) still not, in float32
+        real_arg(self.noise_std, "'dp-sgd': the noise std `noise_multiplier * sclip / batch_size`")
 
     @property
     def noise_std(self) -> float:

@@ -11,7 +11,6 @@ on itself or on a transform it wraps (``inner``).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
@@ -20,7 +19,7 @@ import numpy as np
 
 from gradchain.core.transform import adapt
 from gradchain.core.tree import PyTree, apply_updates
-from gradchain.core.validation import as_real, is_traced
+from gradchain.core.validation import as_real, is_traced, real_arg
 from gradchain.training.gradients import batch_grads, check_clipping
 
 __all__ = ["run_train_step"]
@@ -54,8 +53,9 @@ def _check_sclip(sclip: Any) -> None:
     value = as_real(sclip)
     if value is None:
         raise TypeError(f"`sclip` must be a real number or None, got {type(sclip).__name__} {sclip!r}.")
-    if not math.isfinite(value) or value <= 0:
+    if not value > 0:  # NaN too
         raise ValueError(f"`sclip` must be a finite number > 0, got {value!r}.")
+    real_arg(value, "`sclip`")  # finite and not flushed to 0 in float32
 
 
 def _check_batch(batch: PyTree) -> None:
