@@ -73,7 +73,11 @@ def configs(draw):
     }
 
 
-PARAMS = {"w": jnp.linspace(-1.0, 1.0, 6, dtype=jnp.float32).reshape(3, 2), "b": jnp.array([0.5, -0.25], jnp.float32)}
+PARAMS = {
+    "w": jnp.linspace(-1.0, 1.0, 6, dtype=jnp.float32).reshape(3, 2),
+    "b": jnp.array([0.5, -0.25], jnp.float32),
+    "h": jnp.array([1.0, -2.0, 0.5], jnp.bfloat16),
+}
 
 
 def _equal(a, b):

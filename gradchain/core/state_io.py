@@ -107,7 +107,7 @@ def _convert(value: Any, target: Any, path: str) -> jax.Array:
             f"State entry {path!r} is not a rectangular array (ragged nested lists?); "
             f"expected shape {shape}."
         ) from None
-    if array.dtype.kind not in "biufc":
+    if not (jnp.issubdtype(array.dtype, jnp.number) or array.dtype == np.bool_):  # bfloat16 counts
         raise ValueError(f"State entry {path!r} is not numeric: {value!r}.")
     if typed and array.dtype != dtype:
         raise ValueError(

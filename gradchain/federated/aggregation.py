@@ -33,7 +33,7 @@ def check_client_weights(weights: Any, client_params: PyTree, name: str = "weigh
     if is_traced(weights):
         return
     values = np.asarray(weights)
-    if values.dtype.kind not in "biuf":
+    if not (jnp.issubdtype(values.dtype, jnp.integer) or jnp.issubdtype(values.dtype, jnp.floating)):
         raise ValueError(f"`{name}` must be real numbers, got dtype {values.dtype}.")
     bad = ~np.isfinite(values) | (values < 0)
     if bad.any():
