@@ -180,3 +180,15 @@ def test_calibration_of_an_unreachable_budget_says_so():
     assert gc.calibrate_noise_multiplier(1.0, 1e-5, 0.01, 0) == 0.0
     with pytest.raises(TypeError, match="`target_epsilon`"):
         gc.calibrate_noise_multiplier(True, 1e-5, 0.01, 10)
+
+
+def test_a_client_round_needs_at_least_one_real_example():
+    local = gc.federated.LocalTraining(lambda p, b: jnp.mean((p - b) ** 2), gc.Optimizer(0.5, modules=["scaffold-client"]))
+    state = local.opt.init(jnp.zeros(1))
+    key = jax.random.key_data(jax.random.key(0))
+    data = jnp.array([[2.0], [4.0]])
+    for count, error in [(0, ValueError), (3, ValueError), (-1, ValueError), (1.0, TypeError)]:
+        with pytest.raises(error, match="`count`"):
+            local.run_round(jnp.zeros(1), {}, state, data, count, key)
+    params, _, message, _ = local.run_round(jnp.zeros(1), {}, state, data, np.int32(2), key)
+    assert int(message["scaffold"]["clients"]) == 1

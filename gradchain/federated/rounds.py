@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain.core.tree import PyTree
+from gradchain.core.validation import int_arg, is_traced
 from gradchain.federated.aggregation import pseudo_gradient
 from gradchain.optimizers.optimizer import Optimizer
 
@@ -116,7 +117,16 @@ class LocalTraining:
 
         Returns:
             ``(params, state, message, mean training loss)``.
+
+        Raises:
+            ValueError: ``count`` is not an integer in ``[1, shard size]``: a
+                client without examples takes no part in a round (it would
+                train on padding and report as a SCAFFOLD client).
         """
+        if not is_traced(count):
+            leaves = jax.tree.leaves(data)
+            size = int(jnp.shape(leaves[0])[0]) if leaves and jnp.ndim(leaves[0]) else None
+            int_arg(count, "`count` (the client's real examples)", low=1, high=size)
         return _run_round(self, params, server_aux, state, data, jnp.asarray(count, jnp.int32), key)
 
 
