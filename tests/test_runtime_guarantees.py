@@ -190,5 +190,5 @@ def test_a_client_round_needs_at_least_one_real_example():
     for count, error in [(0, ValueError), (3, ValueError), (-1, ValueError), (1.0, TypeError)]:
         with pytest.raises(error, match="`count`"):
             local.run_round(jnp.zeros(1), {}, state, data, count, key)
-    params, _, message, _ = local.run_round(jnp.zeros(1), {}, state, data, np.int32(2), key)
+    _, _, message, _ = local.run_round(jnp.zeros(1), {}, state, data, np.int32(2), key)
     assert int(message["scaffold"]["clients"]) == 1
