@@ -130,7 +130,8 @@ def _convert(value: Any, target: Any, path: str) -> jax.Array:
 
 
 def _is_empty_container(x: Any) -> bool:
-    return isinstance(x, (Mapping, tuple, list)) and len(x) == 0
+    """None or an empty dict / tuple / list (a NamedTuple without fields too): exported as ``{}``."""
+    return x is None or (isinstance(x, (Mapping, tuple, list)) and len(x) == 0)
 
 
 def _check_empty_entries(target: PyTree, plain: Any, where: str) -> None:
