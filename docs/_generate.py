@@ -184,6 +184,7 @@ def write_catalog(docs: Path) -> None:
 
 
 def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != text:  # keep mtimes: no needless rebuilds
         path.write_text(text)
 
