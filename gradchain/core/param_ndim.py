@@ -38,7 +38,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradchain.core.tree import PyTree, compute_dtype, path_str
+from gradchain.core.tree import PyTree, compute_dtype, l2_norm, path_str
 
 __all__ = [
     "check_param_ndim",
@@ -155,8 +155,6 @@ def row_l2_norm(rows: jax.Array) -> jax.Array:
 
     Squares of tiny or huge entries under- or overflow in float32 (a row of
     1e-30s would get norm 0, one of 1e20s norm inf), so each row is divided
-    by its largest magnitude before squaring.
+    by its largest magnitude before squaring (:func:`gradchain.core.tree.l2_norm`).
     """
-    peak = jnp.max(jnp.abs(rows), axis=1, keepdims=True)
-    safe = jnp.where(peak > 0, peak, jnp.ones_like(peak))
-    return peak * jnp.sqrt(jnp.sum(jnp.square(rows / safe), axis=1, keepdims=True))
+    return l2_norm(rows, axis=1, keepdims=True)

@@ -1,4 +1,8 @@
-"""L2-norm clipping of the gradients: per tensor, or of the whole tree at once."""
+"""L2-norm clipping of the gradients: per tensor, or of the whole tree at once.
+
+Norms are overflow-safe (1e20 gradients are clipped, not zeroed) and taken
+as ``sqrt(sum |g|^2)`` for complex gradients; a NaN gradient gives NaN.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain.core.transform import EmptyState, Module
-from gradchain.core.tree import PyTree, clip_factor, compute_dtype, global_norm, map_leaves
+from gradchain.core.tree import PyTree, clip_factor, compute_dtype, global_norm, l2_norm, map_leaves
 from gradchain.core.validation import check_number
 
 __all__ = ["L2Clipping", "L2GlobalClipping"]
@@ -47,8 +51,7 @@ class L2Clipping(Module):
         self, updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra: Any
     ) -> tuple[PyTree, EmptyState]:
         def leaf(g: jax.Array) -> jax.Array:
-            g32 = g.astype(compute_dtype(g.dtype))
-            return _scaled(g, clip_factor(jnp.sqrt(jnp.sum(g32 * g32)), self.max_norm))
+            return _scaled(g, clip_factor(l2_norm(g), self.max_norm))
 
         return map_leaves(leaf, updates), state
 

@@ -15,7 +15,7 @@ from gradchain.core.validation import check_choice
 
 __all__ = ["MomentModule"]
 
-_FLOAT_DTYPES = ("bfloat16", "float16", "float32", "float64")
+_FLOAT_DTYPES = ("bfloat16", "float16", "float32", "float64", "complex64", "complex128")
 
 
 class MomentModule(Module, register=False):
@@ -23,7 +23,8 @@ class MomentModule(Module, register=False):
 
     Args:
         moment_dtype: dtype name of the stored moments ("bfloat16", "float16",
-            "float32", "float64"), or None (default) to follow each param.
+            "float32", "float64", "complex64", "complex128"), or None (default)
+            to follow each param (complex params get complex moments).
     """
 
     moment_dtype: str | None = dataclasses.field(default=None, kw_only=True)

@@ -67,7 +67,12 @@ def parse_plugins(specs: Any, where: str, family: type[Transform]) -> tuple[Tran
 
 
 def parse_rate(value: Any, where: str) -> Any:
-    """A non-negative finite number (ints accepted) or a scheduler.
+    """A non-negative finite number (ints accepted), a scheduler, or a callable ``count -> value``.
+
+    A callable (an optax schedule such as ``optax.cosine_decay_schedule(...)``)
+    is kept as is and called with the step counter; it works in-process but
+    has no config: ``get_config`` then raises (use a registered scheduler,
+    e.g. ``["optax-warmup-cosine-decay", {...}]``, to save it).
 
     A JAX tracer (a live hyper-parameter rebuilt inside ``jit``, see
     :class:`gradchain.wrappers.InjectHyperparams`) is returned as is: it was checked when set.
@@ -79,6 +84,8 @@ def parse_rate(value: Any, where: str) -> Any:
     """
     if isinstance(value, Scheduler) or is_traced(value):
         return value
+    if callable(value) and not isinstance(value, (type, Transform)):
+        return value
     if isinstance(value, (list, tuple)):
         if len(value) == 2 and isinstance(value[0], str):
             return Scheduler.from_specs(value[0], value[1] if value[1] is not None else {})
@@ -88,8 +95,8 @@ def parse_rate(value: Any, where: str) -> Any:
     real = as_real(value)
     if real is None:
         raise TypeError(
-            f"`{where}` must be a number or a [scheduler name, config] pair, got "
-            f"{type(value).__name__} {value!r}."
+            f"`{where}` must be a number, a [scheduler name, config] pair or a callable "
+            f"count -> value, got {type(value).__name__} {value!r}."
         )
     if not math.isfinite(real) or real < 0:
         raise ValueError(f"`{where}` must be a finite number >= 0, got {real!r}.")
