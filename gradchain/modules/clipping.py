@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import jax
-import jax.numpy as jnp
 
 from gradchain.core.transform import EmptyState, Module
 from gradchain.core.tree import PyTree, clip_factor, compute_dtype, global_norm, l2_norm, map_leaves

@@ -95,8 +95,8 @@ def parse_rate(value: Any, where: str) -> Any:
     real = as_real(value)
     if real is None:
         raise TypeError(
-            f"`{where}` must be a number, a [scheduler name, config] pair or a callable "
-            f"count -> value, got {type(value).__name__} {value!r}."
+            f"`{where}` must be a number or a [scheduler name, config] pair (or, in-process, "
+            f"a callable count -> value), got {type(value).__name__} {value!r}."
         )
     if not math.isfinite(real) or real < 0:
         raise ValueError(f"`{where}` must be a finite number >= 0, got {real!r}.")
