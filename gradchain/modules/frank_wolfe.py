@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from gradchain.core.param_ndim import check_param_ndim, map_rows, row_l2_norm
 from gradchain.core.transform import EmptyState, Module, require_params
-from gradchain.core.tree import PyTree
+from gradchain.core.tree import PyTree, reject_complex
 from gradchain.core.validation import (
     check_bool,
     check_choice,
@@ -157,6 +157,8 @@ class FrankWolfe(Module):
         **extra_args: Any,
     ) -> tuple[PyTree, FrankWolfeState]:
         params = require_params(self, params)
+        if self.lmo != "l2":  # the other LMOs take signs
+            reject_complex(updates, f"FrankWolfe ({self.name!r}) with lmo={self.lmo!r}")
         alpha = self.alpha(state.count)
         q = 0.0 if self.q is None else self.q
         qs, draws = draw_qs(q, self.dq, state.draws, len(jax.tree.leaves(updates)))

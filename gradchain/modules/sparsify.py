@@ -84,12 +84,13 @@ def keep_top(rows: jax.Array, q: Any) -> jax.Array:
 
     The k-th largest magnitude ``t`` is read from one sort; entries above
     ``t`` are kept, and entries equal to ``t`` are kept in index order until
-    the row holds exactly ``k``, so ties never keep more or fewer.
+    the row holds exactly ``k``, so ties never keep more or fewer. NaN
+    entries are always kept (NaN in, NaN out), on top of the ``k``.
     """
     size = rows.shape[1]
     k = _kept(q, size)
     if isinstance(k, int) and k in (0, size):  # a static all-or-nothing needs no sort
-        return jnp.full(rows.shape, k > 0)
+        return jnp.full(rows.shape, k > 0) | jnp.isnan(rows)
     mag = jnp.abs(rows)
     ascending = jnp.sort(mag, axis=1)
     index = jnp.clip(size - k, 0, size - 1) * jnp.ones((rows.shape[0], 1), jnp.int32)
@@ -98,7 +99,7 @@ def keep_top(rows: jax.Array, q: Any) -> jax.Array:
     tied = mag == threshold
     room = k - jnp.sum(above, axis=1, keepdims=True)
     keep = above | (tied & (jnp.cumsum(tied, axis=1) <= room))
-    return keep & (k > 0)
+    return (keep & (k > 0)) | jnp.isnan(mag)
 
 
 def l1q_rows(rows: jax.Array, q: Any) -> jax.Array:
@@ -109,6 +110,8 @@ def l1q_rows(rows: jax.Array, q: Any) -> jax.Array:
 
 class _Sparsify(RowwiseModule, register=False):
     """Shared fields and the random-q plumbing of top-q and L1q."""
+
+    real_only: ClassVar[bool] = True
 
     q: float
     dq: float = 0.0
@@ -128,6 +131,7 @@ class _Sparsify(RowwiseModule, register=False):
         self, updates: PyTree, state: EmptyState | DrawState, params: PyTree | None = None,
         **extra_args: Any,
     ) -> tuple[PyTree, EmptyState | DrawState]:
+        self.check_real(updates)
         qs, state = draw_qs(self.q, self.dq, state, len(jax.tree.leaves(updates)))
         out = map_rows(
             lambda rows, q: self.finish(self.sparsify(rows, q)),
