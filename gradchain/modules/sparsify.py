@@ -52,9 +52,16 @@ def check_q_fields(owner: Any) -> None:
         check_int(owner, "seed", low=0, high=2**32 - 1)
 
 
-def init_draws(dq: float, seed: int | None) -> EmptyState | DrawState:
-    """A key to draw ``q'`` from when ``dq > 0`` (fresh OS entropy without a seed)."""
-    if dq == 0:
+def _static_zero(dq: Any) -> bool:
+    """``dq`` is a Python number equal to 0: no draws. An array (a live value,
+    e.g. under ``optax.inject_hyperparams``) may be anything: draws, whose
+    interval ``[q - dq, q + dq]`` gives ``q`` itself when it is 0."""
+    return not isinstance(dq, jax.Array) and dq == 0
+
+
+def init_draws(dq: Any, seed: int | None) -> EmptyState | DrawState:
+    """A key to draw ``q'`` from when ``dq > 0`` or live (fresh OS entropy without a seed)."""
+    if _static_zero(dq):
         return EmptyState()
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
@@ -65,7 +72,7 @@ def draw_qs(
     q: float, dq: float, state: EmptyState | DrawState, n: int
 ) -> tuple[list[Any], EmptyState | DrawState]:
     """One ``q'`` for each of ``n`` tensors (``q`` itself when ``dq == 0``) and the next state."""
-    if dq == 0:
+    if _static_zero(dq):
         return [q] * n, state
     key, draw = jax.random.split(cast(DrawState, state).key)  # dq > 0: init_draws made one
     low, high = jnp.maximum(0.0, q - dq), jnp.minimum(1.0, q + dq)  # q may be live (traced)
