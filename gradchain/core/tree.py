@@ -19,6 +19,8 @@ __all__ = [
     "abstract",
     "abstract_state",
     "apply_updates",
+    "as_arrays",
+    "float_dtype",
     "clip_factor",
     "compute_dtype",
     "real_dtype",
@@ -170,6 +172,30 @@ def reject_complex(tree: PyTree, transform: str) -> None:
                 f"{transform} is not defined for complex numbers: the leaf at "
                 f"{path_str(path)} has dtype {jnp.result_type(leaf)}."
             )
+
+
+def float_dtype(leaf: Any) -> jnp.dtype:
+    """The leaf's dtype when it is floating or complex, else JAX's default float (ints, bools)."""
+    dtype = jnp.result_type(getattr(leaf, "dtype", leaf))
+    return dtype if jnp.issubdtype(dtype, jnp.inexact) else jnp.dtype(widest_float())
+
+
+def as_arrays(tree: PyTree, floats: bool = False) -> PyTree:
+    """Python and numpy numbers of ``tree`` as JAX arrays (optax accepts ``{"a": 1, "b": 2.0}``).
+
+    JAX arrays and tracers pass through untouched. With ``floats``, integer and
+    boolean leaves become floats (:func:`float_dtype`): an update of an
+    integer leaf is not truncated (optax's updates of Python ints are floats).
+    """
+
+    def leaf(x: Any) -> Any:
+        if isinstance(x, jax.Array) and not (floats and not jnp.issubdtype(x.dtype, jnp.inexact)):
+            return x
+        if not isinstance(x, (jax.Array, np.ndarray, np.generic, int, float, complex, bool)):
+            return x  # ShapeDtypeStruct, nnx Variables...: left to the transform
+        return jnp.asarray(x, float_dtype(x)) if floats else jnp.asarray(x)
+
+    return jax.tree.map(leaf, tree)
 
 
 def zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:

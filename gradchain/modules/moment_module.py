@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+
 from gradchain.core.transform import Module
-from gradchain.core.tree import PyTree, zeros_like
+from gradchain.core.tree import PyTree, float_dtype, zeros_leaf, zeros_like
 from gradchain.core.validation import check_choice
 
 __all__ = ["MomentModule"]
@@ -33,5 +35,10 @@ class MomentModule(Module, register=False):
         check_choice(self, "moment_dtype", (None, *_FLOAT_DTYPES))
 
     def moments_like(self, params: PyTree) -> PyTree:
-        """Zero moments shaped (and sharded) like ``params`` (arrays or ``ShapeDtypeStruct``)."""
-        return zeros_like(params, self.moment_dtype)
+        """Zero moments shaped (and sharded) like ``params`` (arrays or ``ShapeDtypeStruct``).
+
+        Integer (and Python int) params get float moments: their updates are floats.
+        """
+        if self.moment_dtype is not None:
+            return zeros_like(params, self.moment_dtype)
+        return jax.tree.map(lambda x: zeros_leaf(x, float_dtype(x)), params)
