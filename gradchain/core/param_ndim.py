@@ -139,10 +139,50 @@ def map_rows(
             out.append(leaf)
             continue
         dtype = compute_dtype(jnp.result_type(leaf))
-        views = [jnp.reshape(jnp.asarray(x, dtype), (n_rows, size)) for x in (leaf, *matching)]
+        lead = len(shape) - row_ndim(shape, param_ndim, path, owner)
+        to_rows, back = _row_view(leaf, lead, (n_rows, size))
+        views = [to_rows(jnp.asarray(x, dtype)) for x in (leaf, *matching)]
         result = fn(*views, *extra)
-        out.append(jnp.reshape(result, shape).astype(jnp.result_type(leaf)))
+        out.append(back(result).astype(jnp.result_type(leaf)))
     return treedef.unflatten(out)
+
+
+def explicit_spec(x: Any) -> tuple[Any, ...] | None:
+    """The partition spec of ``x`` (one entry per dim) when it is sharded over
+    ``AxisType.Explicit`` mesh axes (JAX's sharding in types), else None."""
+    try:
+        sharding = jax.typeof(x).sharding
+    except (TypeError, AttributeError):
+        return None
+    spec, mesh = getattr(sharding, "spec", None), getattr(sharding, "mesh", None)
+    explicit = jax.sharding.AxisType.Explicit
+    if spec is None or mesh is None or explicit not in getattr(mesh, "axis_types", ()):
+        return None
+    spec = tuple(spec) + (None,) * (jnp.ndim(x) - len(spec))
+    return spec if any(s is not None for s in spec) else None
+
+
+def _row_view(leaf: Any, lead: int, view: tuple[int, int]) -> tuple[Callable, Callable]:
+    """``(to_rows, back)``: reshape a leaf to its ``(N, D)`` rows and back.
+
+    Under explicit sharding a reshape that merges sharded dims must say
+    where its result lives: the rows keep the sharding of the leading dim
+    when it is the only sharded one of the row index (``N`` is split as the
+    leaf was), and each row is replicated (a row is reduced or sorted as a
+    whole: top-q's sort cannot run over a sharded dim); the result goes back
+    to the leaf's own sharding. Without explicit sharding, plain reshapes.
+    """
+    spec = explicit_spec(leaf)
+    shape = jnp.shape(leaf)
+    if spec is None:
+        return (lambda x: jnp.reshape(x, view)), (lambda r: jnp.reshape(r, shape))
+    P = jax.sharding.PartitionSpec
+    n_axis = spec[0] if lead >= 1 and all(s is None for s in spec[1:lead]) else None
+    rows_spec, leaf_spec = P(n_axis, None), P(*spec)
+    return (
+        lambda x: jax.lax.reshape(x, view, out_sharding=rows_spec),
+        lambda r: jax.lax.reshape(r, shape, out_sharding=leaf_spec),
+    )
 
 
 def row_l1_norm(rows: jax.Array) -> jax.Array:

@@ -109,6 +109,7 @@ class Sign(RowwiseModule):
 
     name = "sign"
     real_only: ClassVar[bool] = True
+    elementwise: ClassVar[bool] = True
 
     param_ndim: int | None = dataclasses.field(default=None, kw_only=True)
 

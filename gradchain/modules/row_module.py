@@ -16,7 +16,7 @@ import jax
 
 from gradchain.core.param_ndim import check_param_ndim, map_rows
 from gradchain.core.transform import EmptyState, Module
-from gradchain.core.tree import PyTree, reject_complex
+from gradchain.core.tree import PyTree, compute_dtype, map_leaves, reject_complex
 from gradchain.core.validation import check_number, check_optional_int
 
 __all__ = ["TINY", "RowwiseModule", "check_rowwise_fields"]
@@ -48,6 +48,9 @@ class RowwiseModule(Module, register=False):
 
     #: The transform orders or compares values (sign, clamp, top-q): complex leaves are refused.
     real_only: ClassVar[bool] = False
+    #: ``transform_rows`` acts on each entry alone (sign, clamp): it runs on the leaf as it
+    #: is, without a row view (no reshape, so no resharding under explicit sharding).
+    elementwise: ClassVar[bool] = False
 
     param_ndim: int | None = dataclasses.field(default=-1, kw_only=True)
     grad_scale: float = dataclasses.field(default=1.0, kw_only=True)
@@ -77,7 +80,13 @@ class RowwiseModule(Module, register=False):
         self, updates: PyTree, state: Any, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, Any]:
         self.check_real(updates)
+        if self.elementwise:
+            check_param_ndim(updates, self.param_ndim, self)
+            return map_leaves(self._elementwise, updates), state
         out = map_rows(
             lambda rows: self.finish(self.transform_rows(rows)), self.param_ndim, updates, owner=self
         )
         return out, state
+
+    def _elementwise(self, g: jax.Array) -> jax.Array:
+        return self.finish(self.transform_rows(g.astype(compute_dtype(g.dtype)))).astype(g.dtype)
