@@ -38,7 +38,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradchain.core.tree import PyTree, compute_dtype, l2_norm, path_str
+from gradchain.core.tree import PyTree, abs_sq, compute_dtype, path_str
 
 __all__ = [
     "check_param_ndim",
@@ -195,6 +195,11 @@ def row_l2_norm(rows: jax.Array) -> jax.Array:
 
     Squares of tiny or huge entries under- or overflow in float32 (a row of
     1e-30s would get norm 0, one of 1e20s norm inf), so each row is divided
-    by its largest magnitude before squaring (:func:`gradchain.core.tree.l2_norm`).
+    by its largest magnitude before squaring (a plain division: rows may be
+    single entries, for which :func:`gradchain.core.tree.l2_norm`'s exact
+    power-of-two scaling would cost as much as the norm). Complex rows:
+    ``sqrt(sum |x|^2)``; a NaN gives NaN, an infinite entry inf.
     """
-    return l2_norm(rows, axis=1, keepdims=True)
+    peak = jnp.max(jnp.abs(rows), axis=1, keepdims=True)
+    safe = jnp.where((peak > 0) & jnp.isfinite(peak), peak, jnp.ones_like(peak))
+    return peak * jnp.sqrt(jnp.sum(abs_sq(rows / safe), axis=1, keepdims=True))

@@ -382,9 +382,30 @@ def l2_norm(x: jax.Array, axis: Any = None, keepdims: bool = False) -> jax.Array
     dtype = real_dtype(x.dtype)
     if x.size == 0:
         return jnp.zeros(jnp.sum(jnp.abs(x), axis=axis, keepdims=keepdims).shape, dtype)
+    if axis is None:  # one norm: the plain sum of squares unless it over- or underflowed
+        norm = _checked_norm([x], dtype)
+        return norm.reshape((1,) * x.ndim) if keepdims else norm
     peak = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
     norm = _scaled_norm([x], peak, axis, dtype)
     return norm if keepdims else jnp.squeeze(norm, axis=axis)
+
+
+def _checked_norm(leaves: list[jax.Array], dtype: Any) -> jax.Array:
+    """``sqrt(sum_k sum |x_k|^2)``: one plain pass, and the scaled passes only when its
+    sum of squares is not finite or so small that some squares may have underflowed.
+
+    ``lax.cond`` runs one branch, so a step pays for the scaled passes only
+    when it needs them (under ``vmap`` the cond becomes a select: both run).
+    """
+    total = sum(jnp.sum(abs_sq(x)).astype(dtype) for x in leaves)
+    info = jnp.finfo(dtype)
+    safe = jnp.isfinite(total) & (total >= info.tiny / info.eps**2)
+
+    def scaled() -> jax.Array:
+        peak = jnp.max(jnp.stack([jnp.max(jnp.abs(x)).astype(dtype) for x in leaves]))
+        return _scaled_norm(leaves, peak, None, dtype).reshape(())
+
+    return jax.lax.cond(safe, lambda: jnp.sqrt(total), scaled)
 
 
 def global_norm(tree: PyTree) -> jax.Array:
@@ -393,9 +414,7 @@ def global_norm(tree: PyTree) -> jax.Array:
     leaves = [x.astype(compute_dtype(x.dtype)) for x in leaves if x.size]
     if not leaves:
         return jnp.zeros((), jnp.float32)
-    dtype = real_dtype(compute_dtype(*(x.dtype for x in leaves)))
-    peak = jnp.max(jnp.stack([jnp.max(jnp.abs(x)).astype(dtype) for x in leaves]))
-    return _scaled_norm(leaves, peak, None, dtype).reshape(())
+    return _checked_norm(leaves, real_dtype(compute_dtype(*(x.dtype for x in leaves))))
 
 
 def clip_factor(norm: jax.Array, max_norm: float | jax.Array) -> jax.Array:
