@@ -29,6 +29,7 @@ __all__ = [
     "check_same_structure",
     "global_norm",
     "l2_norm",
+    "leaf_norms",
     "map_leaves",
     "map_leaves_multi",
     "path_str",
@@ -398,14 +399,38 @@ def _checked_norm(leaves: list[jax.Array], dtype: Any) -> jax.Array:
     when it needs them (under ``vmap`` the cond becomes a select: both run).
     """
     total = sum(jnp.sum(abs_sq(x)).astype(dtype) for x in leaves)
-    info = jnp.finfo(dtype)
-    safe = jnp.isfinite(total) & (total >= info.tiny / info.eps**2)
+    safe = jnp.isfinite(total) & (total >= _underflow_bound(dtype))
 
     def scaled() -> jax.Array:
         peak = jnp.max(jnp.stack([jnp.max(jnp.abs(x)).astype(dtype) for x in leaves]))
         return _scaled_norm(leaves, peak, None, dtype).reshape(())
 
     return jax.lax.cond(safe, lambda: jnp.sqrt(total), scaled)
+
+
+def leaf_norms(tree: PyTree) -> list[jax.Array]:
+    """The overflow-safe L2 norm of each leaf (in its real compute dtype), in flattening order.
+
+    One ``lax.cond`` for the whole tree: the plain sums of squares, and the
+    power-of-two rescaled ones only when one of them over- or underflows.
+    """
+    leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
+    leaves = [x.astype(compute_dtype(x.dtype)) for x in leaves]
+    sums = [jnp.sum(abs_sq(x)) for x in leaves]
+    if not sums:
+        return []
+    safe = jnp.all(jnp.stack([jnp.isfinite(s) & (s >= _underflow_bound(s.dtype)) for s in sums]))
+
+    def scaled() -> list[jax.Array]:
+        return [l2_norm(x) if x.size else jnp.zeros((), s.dtype) for x, s in zip(leaves, sums)]
+
+    return jax.lax.cond(safe, lambda: [jnp.sqrt(s) for s in sums], scaled)
+
+
+def _underflow_bound(dtype: Any) -> float:
+    """Below this sum of squares, squares of some entries may have underflowed."""
+    info = jnp.finfo(dtype)
+    return float(info.tiny / info.eps**2)
 
 
 def global_norm(tree: PyTree) -> jax.Array:

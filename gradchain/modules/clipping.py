@@ -11,7 +11,14 @@ from typing import Any, ClassVar
 import jax
 
 from gradchain.core.transform import EmptyState, Module
-from gradchain.core.tree import PyTree, clip_factor, compute_dtype, global_norm, l2_norm, map_leaves
+from gradchain.core.tree import (
+    PyTree,
+    clip_factor,
+    compute_dtype,
+    global_norm,
+    leaf_norms,
+    map_leaves,
+)
 from gradchain.core.validation import check_number
 
 __all__ = ["L2Clipping", "L2GlobalClipping"]
@@ -49,10 +56,11 @@ class L2Clipping(Module):
     def update(
         self, updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra: Any
     ) -> tuple[PyTree, EmptyState]:
-        def leaf(g: jax.Array) -> jax.Array:
-            return _scaled(g, clip_factor(l2_norm(g), self.max_norm))
-
-        return map_leaves(leaf, updates), state
+        leaves, treedef = jax.tree.flatten(updates)
+        norms = leaf_norms(leaves)  # one overflow check for the whole tree
+        return treedef.unflatten(
+            [_scaled(g, clip_factor(n, self.max_norm)) for g, n in zip(leaves, norms)]
+        ), state
 
 
 class L2GlobalClipping(Module):
