@@ -24,7 +24,7 @@ from gradchain.core.registry import field
 from gradchain.core.transform import Transform, require_params
 from gradchain.core.tree import PyTree, compute_dtype, map_leaves, real_dtype, widest_float
 from gradchain.core.validation import check_bool, is_traced
-from gradchain.optimizers.specs import parse_rate
+from gradchain.optimizers.specs import callable_rate_error, parse_rate
 from gradchain.schedules import declearn_clock
 from gradchain.schedules.base import Scheduler
 
@@ -178,11 +178,5 @@ def _rate_config(rate: Any, where: str) -> Any:
     if isinstance(rate, Scheduler):
         return [rate.name, rate.get_config()]
     if callable(rate):
-        raise TypeError(
-            f"`{where}` is a callable ({getattr(rate, '__name__', type(rate).__name__)}), which "
-            "cannot be serialised to a config: use a registered scheduler instead, e.g. "
-            "[\"optax-warmup-cosine-decay\", {...}] for optax.warmup_cosine_decay_schedule, "
-            "[\"optax-one-cycle\", {...}] for optax.cosine_onecycle_schedule, or one of "
-            f"{sorted(Scheduler.registry)}."
-        )
+        raise callable_rate_error(rate, where)
     return rate

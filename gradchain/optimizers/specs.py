@@ -15,7 +15,18 @@ from gradchain.core.transform import Transform
 from gradchain.core.validation import as_real, is_traced
 from gradchain.schedules.base import Scheduler
 
-__all__ = ["parse_plugin", "parse_plugins", "parse_rate"]
+__all__ = ["callable_rate_error", "parse_plugin", "parse_plugins", "parse_rate"]
+
+
+def callable_rate_error(rate: Any, where: str) -> TypeError:
+    """The error ``get_config`` raises for a callable rate: it names the schedulers to use instead."""
+    return TypeError(
+        f"`{where}` is a callable ({getattr(rate, '__name__', type(rate).__name__)}), which "
+        "cannot be serialised to a config: use a registered scheduler instead, e.g. "
+        "[\"optax-warmup-cosine-decay\", {...}] for optax.warmup_cosine_decay_schedule, "
+        "[\"optax-one-cycle\", {...}] for optax.cosine_onecycle_schedule, or one of "
+        f"{sorted(Scheduler.registry)}."
+    )
 
 
 def parse_plugin(spec: Any, family: type[Transform], where: str) -> Transform:
