@@ -81,7 +81,8 @@ def test_all_eleven_declearn_schedulers_are_registered():
     assert sorted(gc.schedules.registry.snapshot()) == sorted([
         "cosine-annealing", "cosine-annealing-warm-restarts", "cyclic-triangular",
         "cyclic-exp-range", "exponential-decay", "inverse-scaling", "linear-decay",
-        "polynomial-decay", "piecewise-decay", "warmup", "warmup-rounds"])
+        "polynomial-decay", "piecewise-decay", "warmup", "warmup-rounds",
+        "optax-warmup-cosine-decay", "optax-one-cycle"])  # optax's, tested in test_optax_schedules.py
 
 
 @pytest.mark.parametrize("name, config", CASES)

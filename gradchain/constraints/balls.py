@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from gradchain.core.param_ndim import check_param_ndim, map_rows, row_l2_norm
 from gradchain.core.transform import Constraint, EmptyState
-from gradchain.core.tree import PyTree
+from gradchain.core.tree import PyTree, reject_complex
 from gradchain.core.validation import check_number, check_optional_int
 
 __all__ = ["L2Ball", "LinfBall"]
@@ -92,4 +92,5 @@ class LinfBall(Constraint):
         check_number(self, "epsilon", low=0.0)
 
     def project(self, params: PyTree) -> PyTree:
+        reject_complex(params, f"LinfBall ({self.name!r})")
         return jax.tree.map(lambda p: jnp.clip(p, -self.epsilon, self.epsilon), params)

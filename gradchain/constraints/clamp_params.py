@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain.core.transform import Constraint
-from gradchain.core.tree import PyTree
+from gradchain.core.tree import PyTree, reject_complex
 from gradchain.core.validation import check_clamp_bounds
 
 __all__ = ["ClampParams"]
@@ -44,5 +44,6 @@ class ClampParams(Constraint):
         check_clamp_bounds(self)
 
     def project(self, params: PyTree) -> PyTree:
+        reject_complex(params, f"ClampParams ({self.name!r})")
         # bounds are Python floats (weak types): clipping keeps each leaf's dtype
         return jax.tree.map(lambda p: jnp.clip(p, self.clamp_min, self.clamp_max), params)

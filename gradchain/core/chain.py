@@ -26,7 +26,7 @@ from typing import Any
 
 from gradchain.core.registry import field, to_json_value
 from gradchain.core.transform import Transform, adapt, check_aux_names, element_name
-from gradchain.core.tree import PyTree, check_trainable
+from gradchain.core.tree import PyTree, as_arrays, check_trainable
 
 __all__ = ["Chain", "chain", "named_chain", "unique_keys"]
 
@@ -123,6 +123,7 @@ class Chain(Transform, register=False):
         **extra_args: Any,
     ) -> tuple[PyTree, dict[str, PyTree]]:
         _check_state_keys(self.keys, state)
+        updates, params = as_arrays(updates, floats=True), as_arrays(params)
         new_state = {}
         for key, tx in zip(self.keys, self.elements):
             updates, new_state[key] = tx.update(updates, state[key], params, **extra_args)

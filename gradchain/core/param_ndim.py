@@ -38,7 +38,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradchain.core.tree import PyTree, compute_dtype, path_str
+from gradchain.core.tree import PyTree, abs_sq, compute_dtype, path_str
 
 __all__ = [
     "check_param_ndim",
@@ -139,10 +139,50 @@ def map_rows(
             out.append(leaf)
             continue
         dtype = compute_dtype(jnp.result_type(leaf))
-        views = [jnp.reshape(jnp.asarray(x, dtype), (n_rows, size)) for x in (leaf, *matching)]
+        lead = len(shape) - row_ndim(shape, param_ndim, path, owner)
+        to_rows, back = _row_view(leaf, lead, (n_rows, size))
+        views = [to_rows(jnp.asarray(x, dtype)) for x in (leaf, *matching)]
         result = fn(*views, *extra)
-        out.append(jnp.reshape(result, shape).astype(jnp.result_type(leaf)))
+        out.append(back(result).astype(jnp.result_type(leaf)))
     return treedef.unflatten(out)
+
+
+def explicit_spec(x: Any) -> tuple[Any, ...] | None:
+    """The partition spec of ``x`` (one entry per dim) when it is sharded over
+    ``AxisType.Explicit`` mesh axes (JAX's sharding in types), else None."""
+    try:
+        sharding = jax.typeof(x).sharding
+    except (TypeError, AttributeError):
+        return None
+    spec, mesh = getattr(sharding, "spec", None), getattr(sharding, "mesh", None)
+    explicit = jax.sharding.AxisType.Explicit
+    if spec is None or mesh is None or explicit not in getattr(mesh, "axis_types", ()):
+        return None
+    spec = tuple(spec) + (None,) * (jnp.ndim(x) - len(spec))
+    return spec if any(s is not None for s in spec) else None
+
+
+def _row_view(leaf: Any, lead: int, view: tuple[int, int]) -> tuple[Callable, Callable]:
+    """``(to_rows, back)``: reshape a leaf to its ``(N, D)`` rows and back.
+
+    Under explicit sharding a reshape that merges sharded dims must say
+    where its result lives: the rows keep the sharding of the leading dim
+    when it is the only sharded one of the row index (``N`` is split as the
+    leaf was), and each row is replicated (a row is reduced or sorted as a
+    whole: top-q's sort cannot run over a sharded dim); the result goes back
+    to the leaf's own sharding. Without explicit sharding, plain reshapes.
+    """
+    spec = explicit_spec(leaf)
+    shape = jnp.shape(leaf)
+    if spec is None:
+        return (lambda x: jnp.reshape(x, view)), (lambda r: jnp.reshape(r, shape))
+    P = jax.sharding.PartitionSpec
+    n_axis = spec[0] if lead >= 1 and all(s is None for s in spec[1:lead]) else None
+    rows_spec, leaf_spec = P(n_axis, None), P(*spec)
+    return (
+        lambda x: jax.lax.reshape(x, view, out_sharding=rows_spec),
+        lambda r: jax.lax.reshape(r, shape, out_sharding=leaf_spec),
+    )
 
 
 def row_l1_norm(rows: jax.Array) -> jax.Array:
@@ -155,8 +195,11 @@ def row_l2_norm(rows: jax.Array) -> jax.Array:
 
     Squares of tiny or huge entries under- or overflow in float32 (a row of
     1e-30s would get norm 0, one of 1e20s norm inf), so each row is divided
-    by its largest magnitude before squaring.
+    by its largest magnitude before squaring (a plain division: rows may be
+    single entries, for which :func:`gradchain.core.tree.l2_norm`'s exact
+    power-of-two scaling would cost as much as the norm). Complex rows:
+    ``sqrt(sum |x|^2)``; a NaN gives NaN, an infinite entry inf.
     """
     peak = jnp.max(jnp.abs(rows), axis=1, keepdims=True)
-    safe = jnp.where(peak > 0, peak, jnp.ones_like(peak))
-    return peak * jnp.sqrt(jnp.sum(jnp.square(rows / safe), axis=1, keepdims=True))
+    safe = jnp.where((peak > 0) & jnp.isfinite(peak), peak, jnp.ones_like(peak))
+    return peak * jnp.sqrt(jnp.sum(abs_sq(rows / safe), axis=1, keepdims=True))

@@ -15,14 +15,22 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "abs_sq",
     "abstract",
     "abstract_state",
     "apply_updates",
+    "as_arrays",
     "check_trainable",
+    "float_dtype",
     "clip_factor",
     "compute_dtype",
+    "real_dtype",
+    "reject_complex",
+    "widest_float",
     "check_same_structure",
     "global_norm",
+    "l2_norm",
+    "leaf_norms",
     "map_leaves",
     "map_leaves_multi",
     "path_str",
@@ -125,9 +133,71 @@ def compute_dtype(*dtypes: Any) -> jnp.dtype:
     """The dtype to compute in: the widest of ``dtypes``, at least float32.
 
     Modules compute moments and norms in it and cast results back, so bf16 or
-    f16 leaves do not lose the precision of their hyper-parameters.
+    f16 leaves do not lose the precision of their hyper-parameters. A complex
+    dtype stays complex (``complex64`` for bf16-or-complex64 inputs).
     """
     return jnp.result_type(jnp.float32, *dtypes)
+
+
+def real_dtype(dtype: Any) -> jnp.dtype:
+    """The real dtype of the same precision: ``float32`` for ``complex64``, else ``dtype``."""
+    dtype = jnp.dtype(dtype)
+    return jnp.finfo(dtype).dtype if jnp.issubdtype(dtype, jnp.complexfloating) else dtype
+
+
+def widest_float() -> jnp.dtype:
+    """float64 when JAX runs with x64 enabled, else float32.
+
+    Rates and schedules are computed in it and rounded once to each leaf's
+    compute dtype, so a float64 leaf gets a float64 rate and a float32 leaf
+    the correctly rounded float32 one.
+    """
+    return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
+
+
+def abs_sq(x: jax.Array) -> jax.Array:
+    """``|x|^2`` elementwise, real: ``x * conj(x)`` for complex ``x``, ``x * x`` otherwise."""
+    if jnp.iscomplexobj(x):
+        return jnp.square(x.real) + jnp.square(x.imag)
+    return x * x
+
+
+def reject_complex(tree: PyTree, transform: str) -> None:
+    """Raise a TypeError naming the first complex leaf of ``tree`` (at trace time).
+
+    For transforms that order or compare values (sign, top-q, clamp): they
+    have no meaning for complex numbers.
+    """
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if jnp.iscomplexobj(leaf):
+            raise TypeError(
+                f"{transform} is not defined for complex numbers: the leaf at "
+                f"{path_str(path)} has dtype {jnp.result_type(leaf)}."
+            )
+
+
+def float_dtype(leaf: Any) -> jnp.dtype:
+    """The leaf's dtype when it is floating or complex, else JAX's default float (ints, bools)."""
+    dtype = jnp.result_type(getattr(leaf, "dtype", leaf))
+    return dtype if jnp.issubdtype(dtype, jnp.inexact) else jnp.dtype(widest_float())
+
+
+def as_arrays(tree: PyTree, floats: bool = False) -> PyTree:
+    """Python and numpy numbers of ``tree`` as JAX arrays (optax accepts ``{"a": 1, "b": 2.0}``).
+
+    JAX arrays and tracers pass through untouched. With ``floats``, integer and
+    boolean leaves become floats (:func:`float_dtype`): an update of an
+    integer leaf is not truncated (optax's updates of Python ints are floats).
+    """
+
+    def leaf(x: Any) -> Any:
+        if isinstance(x, jax.Array) and not (floats and not jnp.issubdtype(x.dtype, jnp.inexact)):
+            return x
+        if not isinstance(x, (jax.Array, np.ndarray, np.generic, int, float, complex, bool)):
+            return x  # ShapeDtypeStruct, nnx Variables...: left to the transform
+        return jnp.asarray(x, float_dtype(x)) if floats else jnp.asarray(x)
+
+    return jax.tree.map(leaf, tree)
 
 
 def zeros_like(tree: PyTree, dtype: Any = None) -> PyTree:
@@ -267,16 +337,110 @@ def scale(tree: PyTree, factor: Any) -> PyTree:
     return jax.tree.map(lambda x: (x * factor).astype(x.dtype), tree)
 
 
+def _pow2_scales(peak: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Two powers of two whose product brings ``peak`` into [0.5, 1) (1 and 1 for 0, inf or NaN).
+
+    Scaling by powers of two is exact, so in the normal range the scaled sum
+    of squares rounds exactly as the plain one would; two factors keep each
+    of them a normal float (2^-128 alone would be subnormal in float32).
+    """
+    _, exponent = jnp.frexp(peak)
+    exponent = jnp.where((peak > 0) & jnp.isfinite(peak), exponent, 0)
+    half = exponent // 2
+    one = jnp.ones_like(peak)
+    return jnp.ldexp(one, -half), jnp.ldexp(one, half - exponent)
+
+
+def _scaled_norm(xs: list[jax.Array], peak: jax.Array, axis: Any, dtype: Any) -> jax.Array:
+    """``sqrt(sum_k sum |x_k|^2)`` computed on the ``x_k`` scaled so that ``peak`` lies in [0.5, 1)."""
+    a, b = _pow2_scales(peak)
+    total = sum(
+        jnp.sum(abs_sq((x * a.astype(real_dtype(x.dtype))) * b.astype(real_dtype(x.dtype))),
+                axis=axis, keepdims=True).astype(dtype)
+        for x in xs
+    )
+    return jnp.sqrt(total) / a / b
+
+
+def l2_norm(x: jax.Array, axis: Any = None, keepdims: bool = False) -> jax.Array:
+    r"""Overflow- and underflow-safe ``||x||_2`` (complex: ``sqrt(sum |x|^2)``), in the real compute dtype.
+
+    .. math::
+        \lVert x \rVert_2 = s^{-1} \sqrt{\textstyle\sum_i |s x_i|^2},\qquad
+        s = 2^{-e},\ \max_i |x_i| = m\,2^{e},\ m \in [0.5, 1)
+
+    Squaring first would overflow for 1e20 entries and underflow for 1e-30
+    ones in float32; scaling by a power of two first keeps every square in
+    [0, 1] and, being exact, rounds as the plain formula does where that one
+    does not overflow. NaN entries give NaN, infinite ones inf.
+
+    Example:
+        >>> import jax.numpy as jnp, gradchain as gc
+        >>> float(gc.tree.l2_norm(jnp.array([3e20, 4e20])))
+        5.000000137815149e+20
+    """
+    x = jnp.asarray(x)
+    x = x.astype(compute_dtype(x.dtype))
+    dtype = real_dtype(x.dtype)
+    if x.size == 0:
+        return jnp.zeros(jnp.sum(jnp.abs(x), axis=axis, keepdims=keepdims).shape, dtype)
+    if axis is None:  # one norm: the plain sum of squares unless it over- or underflowed
+        norm = _checked_norm([x], dtype)
+        return norm.reshape((1,) * x.ndim) if keepdims else norm
+    peak = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
+    norm = _scaled_norm([x], peak, axis, dtype)
+    return norm if keepdims else jnp.squeeze(norm, axis=axis)
+
+
+def _checked_norm(leaves: list[jax.Array], dtype: Any) -> jax.Array:
+    """``sqrt(sum_k sum |x_k|^2)``: one plain pass, and the scaled passes only when its
+    sum of squares is not finite or so small that some squares may have underflowed.
+
+    ``lax.cond`` runs one branch, so a step pays for the scaled passes only
+    when it needs them (under ``vmap`` the cond becomes a select: both run).
+    """
+    total = sum(jnp.sum(abs_sq(x)).astype(dtype) for x in leaves)
+    safe = jnp.isfinite(total) & (total >= _underflow_bound(dtype))
+
+    def scaled() -> jax.Array:
+        peak = jnp.max(jnp.stack([jnp.max(jnp.abs(x)).astype(dtype) for x in leaves]))
+        return _scaled_norm(leaves, peak, None, dtype).reshape(())
+
+    return jax.lax.cond(safe, lambda: jnp.sqrt(total), scaled)
+
+
+def leaf_norms(tree: PyTree) -> list[jax.Array]:
+    """The overflow-safe L2 norm of each leaf (in its real compute dtype), in flattening order.
+
+    One ``lax.cond`` for the whole tree: the plain sums of squares, and the
+    power-of-two rescaled ones only when one of them over- or underflows.
+    """
+    leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
+    leaves = [x.astype(compute_dtype(x.dtype)) for x in leaves]
+    sums = [jnp.sum(abs_sq(x)) for x in leaves]
+    if not sums:
+        return []
+    safe = jnp.all(jnp.stack([jnp.isfinite(s) & (s >= _underflow_bound(s.dtype)) for s in sums]))
+
+    def scaled() -> list[jax.Array]:
+        return [l2_norm(x) if x.size else jnp.zeros((), s.dtype) for x, s in zip(leaves, sums)]
+
+    return jax.lax.cond(safe, lambda: [jnp.sqrt(s) for s in sums], scaled)
+
+
+def _underflow_bound(dtype: Any) -> float:
+    """Below this sum of squares, squares of some entries may have underflowed."""
+    info = jnp.finfo(dtype)
+    return float(info.tiny / info.eps**2)
+
+
 def global_norm(tree: PyTree) -> jax.Array:
-    """L2 norm of all leaves together, accumulated in float32 (or wider)."""
-    leaves = jax.tree.leaves(tree)
+    """Overflow-safe L2 norm of all leaves together, in float32 (or wider), as :func:`l2_norm`."""
+    leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
+    leaves = [x.astype(compute_dtype(x.dtype)) for x in leaves if x.size]
     if not leaves:
         return jnp.zeros((), jnp.float32)
-    total = sum(
-        jnp.sum(jnp.square(x.astype(compute_dtype(x.dtype))))
-        for x in leaves
-    )
-    return jnp.sqrt(total)
+    return _checked_norm(leaves, real_dtype(compute_dtype(*(x.dtype for x in leaves))))
 
 
 def clip_factor(norm: jax.Array, max_norm: float | jax.Array) -> jax.Array:

@@ -2,6 +2,12 @@
 
 ``eps`` is always added outside the square root, as in declearn. Each update
 traverses the tree once and computes a leaf's output and new moments together.
+
+Complex gradients: second moments accumulate ``|g|^2 = g conj(g)`` (real,
+stored in the moment dtype, complex when it follows complex params) and the
+first moment is complex; the output keeps the gradient's dtype. Bias
+corrections are computed in the widest enabled float and rounded to each
+leaf's real compute dtype (float64 for float64 leaves under x64).
 """
 
 from __future__ import annotations
@@ -13,7 +19,14 @@ import jax
 import jax.numpy as jnp
 
 from gradchain.core.transform import RoundReset
-from gradchain.core.tree import PyTree, compute_dtype, map_leaves_multi
+from gradchain.core.tree import (
+    PyTree,
+    abs_sq,
+    compute_dtype,
+    map_leaves_multi,
+    real_dtype,
+    widest_float,
+)
 from gradchain.core.validation import check_bool, check_number
 from gradchain.modules.moment_module import MomentModule
 
@@ -44,17 +57,22 @@ class AdamState(NamedTuple):
 
 
 def bias_correction(beta: Any, t: jax.Array) -> jax.Array:
-    """``1 - beta ** t`` without cancellation: ``-expm1(t log beta)``.
+    """``1 - beta ** t`` without cancellation: ``-expm1(t log beta)``, in ``t``'s dtype.
 
     In float32, ``1 - 0.999 ** 1`` loses 5 of its 7 digits (relative error
     1.3e-5, 6e-6 once square-rooted in Adam); the log form keeps them: ``log
-    beta`` is taken in float64 for a static ``beta``.
+    beta`` is taken in float64 for a static ``beta``. ``beta = 0`` gives 1
+    (``log 0 = -inf``, ``expm1(-inf) = -1``), traced or not, with no branch.
     """
     if not isinstance(beta, jax.Array):
-        if beta == 0:
-            return jnp.ones_like(t)
-        return -jnp.expm1(t * math.log(beta))
-    return -jnp.expm1(t * jnp.log(beta))  # a live (traced) beta, already float32
+        log_beta = -math.inf if beta == 0 else math.log(beta)
+        return -jnp.expm1(t * log_beta)
+    return -jnp.expm1(t * jnp.log(beta.astype(t.dtype)))  # a live (traced) beta
+
+
+def _real(moment: jax.Array, dtype: Any) -> jax.Array:
+    """A stored second moment in the real part of ``dtype`` (it is real even when stored complex)."""
+    return jnp.real(moment).astype(real_dtype(dtype))
 
 
 def _check_eps(module: Any) -> None:
@@ -99,7 +117,7 @@ class AdaGrad(MomentModule, RoundReset):
         def leaf(g: jax.Array, s: jax.Array) -> tuple[jax.Array, jax.Array]:
             dtype = compute_dtype(g.dtype, s.dtype)
             g32 = g.astype(dtype)
-            s_new = s.astype(dtype) + g32 * g32
+            s_new = _real(s, dtype) + abs_sq(g32)
             return (g32 / (jnp.sqrt(s_new) + self.eps)).astype(g.dtype), s_new.astype(s.dtype)
 
         out, nu = map_leaves_multi(leaf, 2, updates, state.nu)
@@ -147,7 +165,7 @@ class RMSProp(MomentModule, RoundReset):
         def leaf(g: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
             dtype = compute_dtype(g.dtype, v.dtype)
             g32 = g.astype(dtype)
-            v_new = (1.0 - self.beta) * (g32 * g32) + self.beta * v.astype(dtype)
+            v_new = (1.0 - self.beta) * abs_sq(g32) + self.beta * _real(v, dtype)
             return (g32 / (jnp.sqrt(v_new) + self.eps)).astype(g.dtype), v_new.astype(v.dtype)
 
         out, nu = map_leaves_multi(leaf, 2, updates, state.nu)
@@ -214,19 +232,20 @@ class Adam(MomentModule, RoundReset):
         self, updates: PyTree, state: AdamState, params: PyTree | None = None, **extra: Any
     ) -> tuple[PyTree, AdamState]:
         step = state.step + 1
-        t = step.astype(jnp.float32)
+        t = step.astype(widest_float())
         correction_1 = bias_correction(self.beta_1, t)
         correction_2 = bias_correction(self.beta_2, t)
 
         def leaf(g: jax.Array, m: jax.Array, v: jax.Array, vmax: Any = None) -> tuple:
             dtype = compute_dtype(g.dtype, m.dtype)
+            real = real_dtype(dtype)
             g32 = g.astype(dtype)
             m_new = (1.0 - self.beta_1) * g32 + self.beta_1 * m.astype(dtype)
-            v_new = self.second_moment(g32 * g32, v.astype(dtype))
-            v_hat = v_new / correction_2
+            v_new = self.second_moment(abs_sq(g32), _real(v, dtype))
+            v_hat = v_new / correction_2.astype(real)
             if vmax is not None:
-                v_hat = jnp.maximum(v_hat, vmax.astype(dtype))
-            out = (m_new / correction_1) / (jnp.sqrt(v_hat) + self.eps)
+                v_hat = jnp.maximum(v_hat, _real(vmax, dtype))
+            out = (m_new / correction_1.astype(real)) / (jnp.sqrt(v_hat) + self.eps)
             new = (out.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype))
             return new if vmax is None else (*new, v_hat.astype(vmax.dtype))
 

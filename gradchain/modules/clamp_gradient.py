@@ -37,6 +37,8 @@ class ClampGradient(RowwiseModule):
     """
 
     name = "clamp"
+    real_only: ClassVar[bool] = True
+    elementwise: ClassVar[bool] = True
     example_config: ClassVar[dict] = {"clamp_min": -0.5, "clamp_max": 0.5}
 
     clamp_min: float | None = None

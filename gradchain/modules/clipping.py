@@ -1,14 +1,24 @@
-"""L2-norm clipping of the gradients: per tensor, or of the whole tree at once."""
+"""L2-norm clipping of the gradients: per tensor, or of the whole tree at once.
+
+Norms are overflow-safe (1e20 gradients are clipped, not zeroed) and taken
+as ``sqrt(sum |g|^2)`` for complex gradients; a NaN gradient gives NaN.
+"""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
 import jax
-import jax.numpy as jnp
 
 from gradchain.core.transform import EmptyState, Module
-from gradchain.core.tree import PyTree, clip_factor, compute_dtype, global_norm, map_leaves
+from gradchain.core.tree import (
+    PyTree,
+    clip_factor,
+    compute_dtype,
+    global_norm,
+    leaf_norms,
+    map_leaves,
+)
 from gradchain.core.validation import check_number
 
 __all__ = ["L2Clipping", "L2GlobalClipping"]
@@ -46,11 +56,11 @@ class L2Clipping(Module):
     def update(
         self, updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra: Any
     ) -> tuple[PyTree, EmptyState]:
-        def leaf(g: jax.Array) -> jax.Array:
-            g32 = g.astype(compute_dtype(g.dtype))
-            return _scaled(g, clip_factor(jnp.sqrt(jnp.sum(g32 * g32)), self.max_norm))
-
-        return map_leaves(leaf, updates), state
+        leaves, treedef = jax.tree.flatten(updates)
+        norms = leaf_norms(leaves)  # one overflow check for the whole tree
+        return treedef.unflatten(
+            [_scaled(g, clip_factor(n, self.max_norm)) for g, n in zip(leaves, norms)]
+        ), state
 
 
 class L2GlobalClipping(Module):

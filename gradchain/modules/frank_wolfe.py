@@ -22,13 +22,14 @@ import jax.numpy as jnp
 
 from gradchain.core.param_ndim import check_param_ndim, map_rows, row_l2_norm
 from gradchain.core.transform import EmptyState, Module, require_params
-from gradchain.core.tree import PyTree
+from gradchain.core.tree import PyTree, reject_complex, widest_float
 from gradchain.core.validation import (
     check_bool,
     check_choice,
     check_int,
     check_number,
     check_optional_int,
+    is_traced,
 )
 from gradchain.modules.row_module import TINY
 from gradchain.modules.sparsify import DrawState, check_q_fields, draw_qs, init_draws, l1q_rows
@@ -120,7 +121,7 @@ class FrankWolfe(Module):
         if self.q is not None:
             check_q_fields(self)
         check_number(self, "dq", low=0.0)
-        if self.lmo != "l1q" and (self.q is not None or self.dq != 0.0):
+        if self.lmo != "l1q" and (self.q is not None or (not is_traced(self.dq) and self.dq != 0.0)):
             raise ValueError(
                 f"'frank-wolfe': `q` and `dq` only apply to lmo='l1q', got lmo={self.lmo!r} "
                 f"with q={self.q!r} and dq={self.dq!r}."
@@ -134,10 +135,10 @@ class FrankWolfe(Module):
         return FrankWolfeState(jnp.zeros((), jnp.int32), draws)
 
     def alpha(self, count: jax.Array) -> jax.Array:
-        """The step size after ``count`` steps, a float32 scalar."""
-        lr = jnp.float32(self.lr)
+        """The step size after ``count`` steps, a scalar of the widest enabled float."""
+        lr = jnp.asarray(self.lr, widest_float())
         if self.use_default_lr_schedule:
-            return lr / (lr + count.astype(jnp.float32))
+            return lr / (lr + count.astype(lr.dtype))
         return lr
 
     def direction(self, rows: jax.Array, q: Any) -> jax.Array:
@@ -157,9 +158,12 @@ class FrankWolfe(Module):
         **extra_args: Any,
     ) -> tuple[PyTree, FrankWolfeState]:
         params = require_params(self, params)
+        if self.lmo != "l2":  # the other LMOs take signs
+            reject_complex(updates, f"FrankWolfe ({self.name!r}) with lmo={self.lmo!r}")
         alpha = self.alpha(state.count)
         q = 0.0 if self.q is None else self.q
-        qs, draws = draw_qs(q, self.dq, state.draws, len(jax.tree.leaves(updates)))
+        n = len(jax.tree.leaves(updates))
+        qs, draws = draw_qs(q, self.dq, state.draws, n) if self.lmo == "l1q" else ([q] * n, state.draws)
         out = map_rows(
             lambda g, p, q_leaf: alpha * (p + self.epsilon * self.direction(g, q_leaf)),
             self.param_ndim, updates, params, per_leaf=qs, owner=self,

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+
 from gradchain.core.transform import Module
-from gradchain.core.tree import PyTree, zeros_like
+from gradchain.core.tree import PyTree, float_dtype, zeros_leaf, zeros_like
 from gradchain.core.validation import check_choice
 
 __all__ = ["MomentModule"]
 
-_FLOAT_DTYPES = ("bfloat16", "float16", "float32", "float64")
+_FLOAT_DTYPES = ("bfloat16", "float16", "float32", "float64", "complex64", "complex128")
 
 
 class MomentModule(Module, register=False):
@@ -23,7 +25,8 @@ class MomentModule(Module, register=False):
 
     Args:
         moment_dtype: dtype name of the stored moments ("bfloat16", "float16",
-            "float32", "float64"), or None (default) to follow each param.
+            "float32", "float64", "complex64", "complex128"), or None (default)
+            to follow each param (complex params get complex moments).
     """
 
     moment_dtype: str | None = dataclasses.field(default=None, kw_only=True)
@@ -32,5 +35,10 @@ class MomentModule(Module, register=False):
         check_choice(self, "moment_dtype", (None, *_FLOAT_DTYPES))
 
     def moments_like(self, params: PyTree) -> PyTree:
-        """Zero moments shaped (and sharded) like ``params`` (arrays or ``ShapeDtypeStruct``)."""
-        return zeros_like(params, self.moment_dtype)
+        """Zero moments shaped (and sharded) like ``params`` (arrays or ``ShapeDtypeStruct``).
+
+        Integer (and Python int) params get float moments: their updates are floats.
+        """
+        if self.moment_dtype is not None:
+            return zeros_like(params, self.moment_dtype)
+        return jax.tree.map(lambda x: zeros_leaf(x, float_dtype(x)), params)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain.core.transform import RoundReset
-from gradchain.core.tree import PyTree, compute_dtype, map_leaves_multi
+from gradchain.core.tree import PyTree, compute_dtype, map_leaves_multi, reject_complex
 from gradchain.core.validation import check_bool, check_number
 from gradchain.modules.moment_module import MomentModule
 
@@ -144,6 +144,12 @@ class YogiMomentum(_Velocity):
     packable: ClassVar[bool] = True
 
     beta: float = 0.9
+
+    def update(
+        self, updates: PyTree, state: MomentumState, params: PyTree | None = None, **extra: Any
+    ) -> tuple[PyTree, MomentumState]:
+        reject_complex(updates, f"YogiMomentum ({self.name!r})")
+        return super().update(updates, state, params, **extra)
 
     def step(self, g: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
         v = v - (1.0 - self.beta) * jnp.sign(v - g) * g

@@ -108,6 +108,8 @@ class Sign(RowwiseModule):
     """
 
     name = "sign"
+    real_only: ClassVar[bool] = True
+    elementwise: ClassVar[bool] = True
 
     param_ndim: int | None = dataclasses.field(default=None, kw_only=True)
 

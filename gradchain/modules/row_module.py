@@ -10,13 +10,13 @@ is the subclass's transform, ``s = grad_scale`` and ``b = grad_bias``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 
 from gradchain.core.param_ndim import check_param_ndim, map_rows
 from gradchain.core.transform import EmptyState, Module
-from gradchain.core.tree import PyTree
+from gradchain.core.tree import PyTree, compute_dtype, map_leaves, reject_complex
 from gradchain.core.validation import check_number, check_optional_int
 
 __all__ = ["TINY", "RowwiseModule", "check_rowwise_fields"]
@@ -46,6 +46,12 @@ class RowwiseModule(Module, register=False):
         grad_bias: is added to it afterwards (default 0.0).
     """
 
+    #: The transform orders or compares values (sign, clamp, top-q): complex leaves are refused.
+    real_only: ClassVar[bool] = False
+    #: ``transform_rows`` acts on each entry alone (sign, clamp): it runs on the leaf as it
+    #: is, without a row view (no reshape, so no resharding under explicit sharding).
+    elementwise: ClassVar[bool] = False
+
     param_ndim: int | None = dataclasses.field(default=-1, kw_only=True)
     grad_scale: float = dataclasses.field(default=1.0, kw_only=True)
     grad_bias: float = dataclasses.field(default=0.0, kw_only=True)
@@ -61,6 +67,11 @@ class RowwiseModule(Module, register=False):
         """The transform of an ``(N, D)`` matrix of rows (float32 or wider)."""
         raise NotImplementedError(f"{type(self).__qualname__} does not implement `transform_rows`.")
 
+    def check_real(self, tree: PyTree) -> None:
+        """A TypeError naming the first complex leaf when the transform is ``real_only``."""
+        if self.real_only:
+            reject_complex(tree, f"{type(self).__name__} ({self.name!r})")
+
     def finish(self, rows: jax.Array) -> jax.Array:
         """``grad_scale * rows + grad_bias``."""
         return rows * self.grad_scale + self.grad_bias
@@ -68,7 +79,14 @@ class RowwiseModule(Module, register=False):
     def update(
         self, updates: PyTree, state: Any, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, Any]:
+        self.check_real(updates)
+        if self.elementwise:
+            check_param_ndim(updates, self.param_ndim, self)
+            return map_leaves(self._elementwise, updates), state
         out = map_rows(
             lambda rows: self.finish(self.transform_rows(rows)), self.param_ndim, updates, owner=self
         )
         return out, state
+
+    def _elementwise(self, g: jax.Array) -> jax.Array:
+        return self.finish(self.transform_rows(g.astype(compute_dtype(g.dtype)))).astype(g.dtype)

@@ -52,9 +52,16 @@ def check_q_fields(owner: Any) -> None:
         check_int(owner, "seed", low=0, high=2**32 - 1)
 
 
-def init_draws(dq: float, seed: int | None) -> EmptyState | DrawState:
-    """A key to draw ``q'`` from when ``dq > 0`` (fresh OS entropy without a seed)."""
-    if dq == 0:
+def _static_zero(dq: Any) -> bool:
+    """``dq`` is a Python number equal to 0: no draws. An array (a live value,
+    e.g. under ``optax.inject_hyperparams``) may be anything: draws, whose
+    interval ``[q - dq, q + dq]`` gives ``q`` itself when it is 0."""
+    return not isinstance(dq, jax.Array) and dq == 0
+
+
+def init_draws(dq: Any, seed: int | None) -> EmptyState | DrawState:
+    """A key to draw ``q'`` from when ``dq > 0`` or live (fresh OS entropy without a seed)."""
+    if _static_zero(dq):
         return EmptyState()
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
@@ -65,7 +72,7 @@ def draw_qs(
     q: float, dq: float, state: EmptyState | DrawState, n: int
 ) -> tuple[list[Any], EmptyState | DrawState]:
     """One ``q'`` for each of ``n`` tensors (``q`` itself when ``dq == 0``) and the next state."""
-    if dq == 0:
+    if _static_zero(dq):
         return [q] * n, state
     key, draw = jax.random.split(cast(DrawState, state).key)  # dq > 0: init_draws made one
     low, high = jnp.maximum(0.0, q - dq), jnp.minimum(1.0, q + dq)  # q may be live (traced)
@@ -84,12 +91,13 @@ def keep_top(rows: jax.Array, q: Any) -> jax.Array:
 
     The k-th largest magnitude ``t`` is read from one sort; entries above
     ``t`` are kept, and entries equal to ``t`` are kept in index order until
-    the row holds exactly ``k``, so ties never keep more or fewer.
+    the row holds exactly ``k``, so ties never keep more or fewer. NaN
+    entries are always kept (NaN in, NaN out), on top of the ``k``.
     """
     size = rows.shape[1]
     k = _kept(q, size)
     if isinstance(k, int) and k in (0, size):  # a static all-or-nothing needs no sort
-        return jnp.full(rows.shape, k > 0)
+        return jnp.full(rows.shape, k > 0) | jnp.isnan(rows)
     mag = jnp.abs(rows)
     ascending = jnp.sort(mag, axis=1)
     index = jnp.clip(size - k, 0, size - 1) * jnp.ones((rows.shape[0], 1), jnp.int32)
@@ -98,7 +106,7 @@ def keep_top(rows: jax.Array, q: Any) -> jax.Array:
     tied = mag == threshold
     room = k - jnp.sum(above, axis=1, keepdims=True)
     keep = above | (tied & (jnp.cumsum(tied, axis=1) <= room))
-    return keep & (k > 0)
+    return (keep & (k > 0)) | jnp.isnan(mag)
 
 
 def l1q_rows(rows: jax.Array, q: Any) -> jax.Array:
@@ -109,6 +117,8 @@ def l1q_rows(rows: jax.Array, q: Any) -> jax.Array:
 
 class _Sparsify(RowwiseModule, register=False):
     """Shared fields and the random-q plumbing of top-q and L1q."""
+
+    real_only: ClassVar[bool] = True
 
     q: float
     dq: float = 0.0
@@ -128,6 +138,7 @@ class _Sparsify(RowwiseModule, register=False):
         self, updates: PyTree, state: EmptyState | DrawState, params: PyTree | None = None,
         **extra_args: Any,
     ) -> tuple[PyTree, EmptyState | DrawState]:
+        self.check_real(updates)
         qs, state = draw_qs(self.q, self.dq, state, len(jax.tree.leaves(updates)))
         out = map_rows(
             lambda rows, q: self.finish(self.sparsify(rows, q)),

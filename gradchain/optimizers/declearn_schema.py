@@ -22,6 +22,7 @@ import dataclasses
 from typing import Any
 
 from gradchain.core.registry import Registered, to_json_value
+from gradchain.optimizers.specs import callable_rate_error
 
 __all__ = ["DECLEARN_ARGS", "DECLEARN_OPTIMIZER_ARGS", "optimizer_config"]
 
@@ -107,6 +108,8 @@ def plugin_config(obj: Registered, family: str, where: str) -> tuple[list[Any], 
 def _rate_config(rate: Any, where: str) -> tuple[Any, list[str]]:
     if isinstance(rate, Registered):
         return plugin_config(rate, "schedulers", where)
+    if callable(rate):  # an optax schedule given in-process
+        raise callable_rate_error(rate, where)
     return to_json_value(rate), []
 
 

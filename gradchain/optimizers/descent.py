@@ -6,8 +6,11 @@
 where ``g`` is the processed gradient, ``w`` the params, ``eta_t`` the
 learning rate and ``lambda_t`` the weight decay at step ``t``. The decay is
 *not* multiplied by the learning rate (declearn's convention; Loshchilov &
-Hutter, 2019). Both rates are numbers or schedulers, evaluated in float32 from
-the step and round counters this stage keeps in its state.
+Hutter, 2019). Both rates are numbers, schedulers or callables ``count ->
+value`` (an optax schedule, in-process only), evaluated from the step and
+round counters this stage keeps in its state in the widest enabled float
+(float64 under x64) and rounded once to each leaf's compute dtype: float64
+leaves get float64 rates, float32 / bfloat16 / float16 leaves float32 ones.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import jax.numpy as jnp
 
 from gradchain.core.registry import field
 from gradchain.core.transform import Transform, require_params
-from gradchain.core.tree import PyTree, map_leaves
+from gradchain.core.tree import PyTree, compute_dtype, map_leaves, real_dtype, widest_float
 from gradchain.core.validation import check_bool, is_traced
-from gradchain.optimizers.specs import parse_rate
+from gradchain.optimizers.specs import callable_rate_error, parse_rate
 from gradchain.schedules import declearn_clock
 from gradchain.schedules.base import Scheduler
 
@@ -50,12 +53,19 @@ def _init_rate(rate: float | Scheduler, exact: bool) -> dict[str, Any]:
     return declearn_clock.init(rate) if exact else rate.init()
 
 
-def _rate_value(
-    rate: float | Scheduler, step: jax.Array, round_: jax.Array, state: Any, exact: bool
-) -> jax.Array:
+def _rate_value(rate: Any, step: jax.Array, round_: jax.Array, state: Any, exact: bool) -> jax.Array:
     if isinstance(rate, Scheduler):
         return declearn_clock.value(rate, state) if exact else rate.value(step, round_, state)
-    return jnp.asarray(rate, jnp.float32)
+    if callable(rate):  # an optax schedule: count -> value
+        return jnp.asarray(rate(step), widest_float())
+    if is_traced(rate) or isinstance(rate, jax.Array):
+        return rate
+    return jnp.asarray(rate, widest_float())
+
+
+def _in(rate: jax.Array, g: Any) -> jax.Array:
+    """``rate`` rounded to the real compute dtype of leaf ``g``."""
+    return rate.astype(real_dtype(compute_dtype(jnp.result_type(g))))
 
 
 def round_index(rounds_started: jax.Array) -> jax.Array:
@@ -111,7 +121,7 @@ class Descent(Transform, register=False):
         )
 
     def rates(self, state: DescentState) -> tuple[jax.Array, jax.Array]:
-        """The (learning rate, weight decay) of the next update, float32 scalars."""
+        """The (learning rate, weight decay) of the next update, scalars of the widest enabled float."""
         round_ = round_index(state.rounds_started)
         exact = self.declearn_schedules
         lrate = _rate_value(self.lrate, state.step, round_, state.lrate, exact)
@@ -125,10 +135,11 @@ class Descent(Transform, register=False):
         if self.uses_params:
             params = require_params(self, params)
             out = map_leaves(
-                lambda g, w: (-(lrate * g + w_decay * w)).astype(g.dtype), updates, params
+                lambda g, w: (-(_in(lrate, g) * g + _in(w_decay, g) * w)).astype(jnp.result_type(g)),
+                updates, params,
             )
         else:
-            out = map_leaves(lambda g: (-lrate * g).astype(g.dtype), updates)
+            out = map_leaves(lambda g: (-_in(lrate, g) * g).astype(jnp.result_type(g)), updates)
         round_ = round_index(state.rounds_started)
         new_state = DescentState(
             step=state.step + 1,
@@ -157,11 +168,15 @@ class Descent(Transform, register=False):
         return getattr(rate, hook)(state, step, round_)
 
     def get_config(self) -> dict[str, Any]:
-        config = {"lrate": _rate_config(self.lrate), "w_decay": _rate_config(self.w_decay)}
+        config = {"lrate": _rate_config(self.lrate, "lrate"), "w_decay": _rate_config(self.w_decay, "w_decay")}
         if self.declearn_schedules:
             config["declearn_schedules"] = True
         return config
 
 
-def _rate_config(rate: float | Scheduler) -> Any:
-    return [rate.name, rate.get_config()] if isinstance(rate, Scheduler) else rate
+def _rate_config(rate: Any, where: str) -> Any:
+    if isinstance(rate, Scheduler):
+        return [rate.name, rate.get_config()]
+    if callable(rate):
+        raise callable_rate_error(rate, where)
+    return rate

@@ -14,7 +14,18 @@ from gradchain.core.transform import Transform
 from gradchain.core.validation import as_real, is_traced, real_arg
 from gradchain.schedules.base import Scheduler
 
-__all__ = ["parse_plugin", "parse_plugins", "parse_rate"]
+__all__ = ["callable_rate_error", "parse_plugin", "parse_plugins", "parse_rate"]
+
+
+def callable_rate_error(rate: Any, where: str) -> TypeError:
+    """The error ``get_config`` raises for a callable rate: it names the schedulers to use instead."""
+    return TypeError(
+        f"`{where}` is a callable ({getattr(rate, '__name__', type(rate).__name__)}), which "
+        "cannot be serialised to a config: use a registered scheduler instead, e.g. "
+        "[\"optax-warmup-cosine-decay\", {...}] for optax.warmup_cosine_decay_schedule, "
+        "[\"optax-one-cycle\", {...}] for optax.cosine_onecycle_schedule, or one of "
+        f"{sorted(Scheduler.registry)}."
+    )
 
 
 def parse_plugin(spec: Any, family: type[Transform], where: str) -> Transform:
@@ -66,7 +77,12 @@ def parse_plugins(specs: Any, where: str, family: type[Transform]) -> tuple[Tran
 
 
 def parse_rate(value: Any, where: str) -> Any:
-    """A non-negative number finite in float32 (ints accepted) or a scheduler.
+    """A non-negative number finite in float32 (ints accepted), a scheduler, or a callable ``count -> value``.
+
+    A callable (an optax schedule such as ``optax.cosine_decay_schedule(...)``)
+    is kept as is and called with the step counter; it works in-process but
+    has no config: ``get_config`` then raises (use a registered scheduler,
+    e.g. ``["optax-warmup-cosine-decay", {...}]``, to save it).
 
     A JAX tracer (a live hyper-parameter rebuilt inside ``jit``, see
     :class:`gradchain.wrappers.InjectHyperparams`) is returned as is: it was checked when set.
@@ -78,6 +94,8 @@ def parse_rate(value: Any, where: str) -> Any:
     """
     if isinstance(value, Scheduler) or is_traced(value):
         return value
+    if callable(value) and not isinstance(value, (type, Transform)):
+        return value
     if isinstance(value, (list, tuple)):
         if len(value) == 2 and isinstance(value[0], str):
             return Scheduler.from_specs(value[0], value[1] if value[1] is not None else {})
@@ -87,8 +105,8 @@ def parse_rate(value: Any, where: str) -> Any:
     real = as_real(value)
     if real is None:
         raise TypeError(
-            f"`{where}` must be a number or a [scheduler name, config] pair, got "
-            f"{type(value).__name__} {value!r}."
+            f"`{where}` must be a number or a [scheduler name, config] pair (or, in-process, "
+            f"a callable count -> value), got {type(value).__name__} {value!r}."
         )
     if not real >= 0:  # NaN too
         raise ValueError(f"`{where}` must be a finite number >= 0, got {real!r}.")

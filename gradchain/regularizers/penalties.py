@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain.core.transform import EmptyState, Regularizer
-from gradchain.core.tree import PyTree, compute_dtype, map_leaves
+from gradchain.core.tree import PyTree, abs_sq, compute_dtype, map_leaves, reject_complex
 from gradchain.core.validation import check_number
 
 __all__ = ["Lasso", "Ridge"]
@@ -45,6 +45,7 @@ class Lasso(Regularizer):
         check_number(self, "alpha", low=0.0)
 
     def regularize(self, grads: PyTree, state: EmptyState, params: PyTree) -> tuple[PyTree, EmptyState]:
+        reject_complex(params, f"Lasso ({self.name!r})")
         return map_leaves(
             lambda g, w: (g + self.alpha * jnp.sign(w)).astype(g.dtype), grads, params
         ), state
@@ -83,4 +84,4 @@ class Ridge(Regularizer):
         ), state
 
     def penalty(self, params: PyTree, state: EmptyState) -> jax.Array:
-        return self.alpha * _total(jnp.square, params)
+        return self.alpha * _total(abs_sq, params)

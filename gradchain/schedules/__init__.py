@@ -1,4 +1,4 @@
-"""declearn's eleven schedulers for the learning rate and the weight decay."""
+"""declearn's eleven schedulers for the learning rate and the weight decay, and optax's everyday ones."""
 
 
 from gradchain.schedules.base import Scheduler
@@ -11,6 +11,7 @@ from gradchain.schedules.decay import (
     PiecewiseDecay,
     PolynomialDecay,
 )
+from gradchain.schedules.optax_style import OptaxOneCycle, OptaxWarmupCosineDecay
 from gradchain.schedules.warmup import Warmup, WarmupRounds
 
 #: ``{name: class}`` of every registered scheduler (a Registry mapping).
@@ -24,6 +25,8 @@ __all__ = [
     "ExponentialDecay",
     "InverseScaling",
     "LinearDecay",
+    "OptaxOneCycle",
+    "OptaxWarmupCosineDecay",
     "PiecewiseDecay",
     "PolynomialDecay",
     "registry",

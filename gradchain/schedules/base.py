@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain.core.registry import Registered, Registry
+from gradchain.core.tree import widest_float
 from gradchain.core.validation import check_bool, check_number
 
 __all__ = ["Scheduler", "SchedulerState"]
@@ -52,7 +53,7 @@ class Scheduler(Registered, register=False):
 
     # -- to implement ----------------------------------------------------------
     def value(self, step: jax.Array, round_: jax.Array, state: SchedulerState) -> jax.Array:
-        """The rate (a float32 scalar) at this step and round."""
+        """The rate (a scalar of :func:`gradchain.core.tree.widest_float`) at this step and round."""
         raise NotImplementedError
 
     # -- optional state --------------------------------------------------------
@@ -88,5 +89,10 @@ class Scheduler(Registered, register=False):
 
 
 def f32(x: Any) -> jax.Array:
-    """A float32 array (schedules compute in float32 whatever the params' dtype)."""
-    return jnp.asarray(x, jnp.float32)
+    """``x`` as an array of the widest enabled float (float64 under x64, else float32).
+
+    Schedules compute in it; the descent step rounds the value once to each
+    leaf's compute dtype (float64 for float64 leaves, float32 for float32,
+    bfloat16 and float16 ones). The name is historical.
+    """
+    return jnp.asarray(x, widest_float())

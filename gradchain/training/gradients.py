@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from gradchain.core.tree import PyTree, clip_factor, compute_dtype, map_leaves
+from gradchain.core.tree import PyTree, clip_factor, compute_dtype, l2_norm, map_leaves, real_dtype
 from gradchain.training.chunks import auto_chunk, split_in_chunks
 
 __all__ = [
@@ -68,20 +68,20 @@ def _rows(g: jax.Array) -> jax.Array:
     return g if g.ndim == 2 else g.reshape(g.shape[0], -1)
 
 
-def _per_example_sq_norm(g: jax.Array) -> jax.Array:
-    flat = _rows(g).astype(compute_dtype(g.dtype))
-    return jnp.sum(flat * flat, axis=1)
+def _per_example_norm(g: jax.Array) -> jax.Array:
+    """``[B]``: each example's overflow-safe L2 norm of this tensor."""
+    return l2_norm(_rows(g), axis=1)
 
 
 def _clip_factors(grads: PyTree, sclip: Any, clipping: str) -> PyTree:
     """``min(1, sclip / norm)`` per example (shape ``[B]``), for every leaf of ``grads``."""
     check_clipping(clipping)
     if clipping == "per-tensor":
-        return map_leaves(lambda g: clip_factor(jnp.sqrt(_per_example_sq_norm(g)), sclip), grads)
+        return map_leaves(lambda g: clip_factor(_per_example_norm(g), sclip), grads)
     leaves = jax.tree.leaves(grads)
     if not leaves:
         return grads
-    factor = clip_factor(jnp.sqrt(sum(_per_example_sq_norm(g) for g in leaves)), sclip)
+    factor = clip_factor(_global_norms(jnp.stack([_per_example_norm(g) for g in leaves], axis=1)), sclip)
     return map_leaves(lambda g: factor, grads)
 
 
@@ -120,15 +120,21 @@ def _map_examples(fn: Any, batch: PyTree, chunk: int) -> jax.Array:
     return jax.lax.map(fn, batch, batch_size=chunk)
 
 
-def _chunked_squared_norms(loss_fn: Any, params: PyTree, batch: PyTree, chunk: int) -> jax.Array:
-    """``[B, K]``: the squared L2 norm of each of the K gradient tensors of each example,
+def _chunked_norms(loss_fn: Any, params: PyTree, batch: PyTree, chunk: int) -> jax.Array:
+    """``[B, K]``: the overflow-safe L2 norm of each of the K gradient tensors of each example,
     ``chunk`` examples at a time (only the norms leave a chunk)."""
 
-    def squared_norms(example: PyTree) -> jax.Array:
+    def norms(example: PyTree) -> jax.Array:
         grads = jax.grad(loss_fn)(params, _single(example))
-        return jnp.stack([jnp.sum(jnp.square(g.astype(compute_dtype(g.dtype)))) for g in jax.tree.leaves(grads)])
+        dtype = real_dtype(compute_dtype(*(g.dtype for g in jax.tree.leaves(grads))))
+        return jnp.stack([l2_norm(g).astype(dtype) for g in jax.tree.leaves(grads)])
 
-    return _map_examples(squared_norms, batch, chunk)
+    return _map_examples(norms, batch, chunk)
+
+
+def _global_norms(norms: jax.Array) -> jax.Array:
+    """``[B]``: each example's global norm from its ``[B, K]`` per-tensor norms (overflow-safe)."""
+    return l2_norm(norms, axis=1)
 
 
 def _global_clipped_mean(loss_fn: Any, params: PyTree, batch: PyTree, sclip: Any, chunk: int) -> tuple:
@@ -139,7 +145,7 @@ def _global_clipped_mean(loss_fn: Any, params: PyTree, batch: PyTree, sclip: Any
     2. one ordinary backward pass of the per-example losses with the clip
        factors as cotangents: ``sum_i c_i grad l_i / B``, which is the clipped mean.
     """
-    norms = jnp.sqrt(jnp.sum(_chunked_squared_norms(loss_fn, params, batch, chunk), axis=1))
+    norms = _global_norms(_chunked_norms(loss_fn, params, batch, chunk))
     factors = jax.lax.stop_gradient(clip_factor(norms, sclip))
     losses, vjp = jax.vjp(lambda p: _example_losses(loss_fn, p, batch), params)
     (grads,) = vjp((factors / losses.shape[0]).astype(losses.dtype))
@@ -162,7 +168,7 @@ def _per_tensor_weighted_passes(loss_fn: Any, params: PyTree, batch: PyTree, scl
     all K times: ~15% slower on a 3-layer MLP).
     """
 
-    factors = clip_factor(jnp.sqrt(_chunked_squared_norms(loss_fn, params, batch, chunk)), sclip)  # [B, K]
+    factors = clip_factor(_chunked_norms(loss_fn, params, batch, chunk), sclip)  # [B, K]
     losses, vjp = jax.vjp(lambda p: _example_losses(loss_fn, p, batch), params)
     cotangents = jax.lax.stop_gradient(factors.T / losses.shape[0]).astype(losses.dtype)  # [K, B]
     treedef = jax.tree.structure(params)
@@ -188,7 +194,7 @@ def _per_tensor_clipped_mean(loss_fn: Any, params: PyTree, batch: PyTree, sclip:
 
         def add(t: jax.Array, g: jax.Array) -> jax.Array:
             rows = _rows(g).astype(t.dtype)
-            factor = clip_factor(jnp.sqrt(jnp.sum(rows * rows, axis=1)), sclip) * keep
+            factor = clip_factor(l2_norm(rows, axis=1), sclip) * keep
             return t + (factor.astype(t.dtype) @ rows).reshape(t.shape)
 
         return jax.tree.map(add, total, grads), losses

@@ -2,8 +2,8 @@
 
 :class:`InjectHyperparams` keeps every float hyper-parameter of the transformation it
 wraps (an Optimizer's ``lrate`` and ``w_decay``, scheduler fields, module and
-regularizer fields such as adam's ``beta_1`` or ridge's ``alpha``) as float32
-scalars in its state, keyed by readable paths::
+regularizer fields such as adam's ``beta_1`` or ridge's ``alpha``) as scalars
+in its state (float32, or float64 for float64 params under x64), keyed by readable paths::
 
     "lrate", "w_decay", "lrate/max_lr", "modules/adam/beta_1", "regularizers/ridge/alpha"
 
@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from gradchain.core import registry
 from gradchain.core.chain import unique_keys
 from gradchain.core.transform import Transform, adapt, element_name
-from gradchain.core.tree import PyTree
+from gradchain.core.tree import PyTree, compute_dtype, real_dtype
 from gradchain.core.validation import is_traced, real_arg
 from gradchain.wrappers.base import Wrapper
 
@@ -45,7 +45,8 @@ class InjectHyperparamsState(NamedTuple):
     """State of :class:`InjectHyperparams`.
 
     Attributes:
-        hyperparams: ``{path: float32 scalar}``, the values the next update uses.
+        hyperparams: ``{path: scalar}``, the values the next update uses (float32,
+            or float64 when the params hold float64 leaves).
         inner: the wrapped transformation's state.
     """
 
@@ -157,16 +158,17 @@ class InjectHyperparams(Wrapper):
     .. math::
         (u, s') = \\mathrm{inner}[\\theta](g, s),\\qquad \\theta = \\text{state.hyperparams}
 
-    Values are float32 whatever the params' dtype (a bf16 ``beta_2=0.999``
-    would round to 1.0). Changing them (:func:`set_hyperparams`) never
+    Values are kept in the widest real compute dtype of the params: float32
+    for float32, bfloat16 and float16 params (a bf16 ``beta_2=0.999`` would
+    round to 1.0), float64 when a leaf is float64 (under x64). Changing them (:func:`set_hyperparams`) never
     recompiles a jitted step. The state holds the values; the wrapper keeps
     the defaults used by ``init``. Under ``jit`` an Optimizer whose
     ``w_decay`` is live needs the params at every update (the traced decay
     may be non-zero; TrainState, nnx.Optimizer and run_train_step always
     pass them): pass ``exclude=("w_decay",)`` to update without them.
-    Arithmetic on a live value runs in float32 (``1 - beta_1`` is computed
-    from the float32 ``beta_1``) where a static Python float is folded in
-    float64: results agree up to that rounding.
+    Arithmetic on a live value runs in its dtype (``1 - beta_1`` is computed
+    from the float32 ``beta_1`` for float32 params) where a static Python
+    float is folded in float64: results agree up to that rounding.
 
     Args:
         inner: the transformation whose hyper-parameters become live.
@@ -220,7 +222,8 @@ class InjectHyperparams(Wrapper):
         return {p: v for p, v in every.items() if not _excluded(p, self.exclude)}
 
     def init(self, params: PyTree) -> InjectHyperparamsState:
-        values = {path: jnp.asarray(v, jnp.float32) for path, v in self.defaults.items()}
+        dtype = hyperparam_dtype(params)
+        values = {path: jnp.asarray(v, dtype) for path, v in self.defaults.items()}
         return InjectHyperparamsState(values, self.inner.init(params))
 
     def current(self, state: InjectHyperparamsState) -> Any:
@@ -312,20 +315,26 @@ def _raw(value: Any) -> Any:
 _RATES = ("lrate", "w_decay")
 
 
-def _as_f32(path: str, value: Any) -> Any:
+def hyperparam_dtype(params: PyTree) -> Any:
+    """The dtype of live hyper-parameters for ``params``: their widest real compute dtype."""
+    dtypes = [getattr(_raw(x), "dtype", None) for x in jax.tree.leaves(params)]
+    return real_dtype(compute_dtype(*(d for d in dtypes if d is not None)))
+
+
+def _as_value(path: str, value: Any, dtype: Any) -> Any:
     raw = _raw(value)
     if is_traced(raw):
-        return jnp.asarray(raw, jnp.float32)
+        return jnp.asarray(raw, dtype)
     if getattr(raw, "shape", ()) != ():
         raise ValueError(f"Hyper-parameter {path!r} must be a scalar, got shape {raw.shape}.")
     number = real_arg(raw, f"Hyper-parameter {path!r}")
     if path.rsplit("/", 1)[-1] in _RATES and number < 0:  # descent would turn into ascent
         raise ValueError(f"Hyper-parameter {path!r} is a rate and must be >= 0, got {number!r}.")
-    return jnp.asarray(number, jnp.float32)
+    return jnp.asarray(number, dtype)
 
 
 def set_hyperparams(state: PyTree, values: Mapping[str, Any] | None = None, /, **kwargs: Any) -> Any:
-    """A copy of ``state`` with new injected hyper-parameter values (float32).
+    """A copy of ``state`` with new injected hyper-parameter values (in the dtype they had).
 
     ``state`` is a InjectHyperparamsState or any state tree containing exactly one (the
     state of ``accumulate(inject_hyperparams(opt))``, a TrainState's ``opt_state``...).
@@ -359,8 +368,8 @@ def set_hyperparams(state: PyTree, values: Mapping[str, Any] | None = None, /, *
         )
     updated: dict[str, Any] = dict(target.hyperparams)  # jax arrays or nnx Variables
     for path, value in changes.items():
-        new = _as_f32(path, value)
         old = updated[path]
+        new = _as_value(path, value, jnp.result_type(_raw(old)))
         if hasattr(old, "get_metadata"):  # an nnx Variable (nnx.Optimizer's opt_state): keep it
             new = type(old).from_metadata(new, old.get_metadata())
         updated[path] = new

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
+
 from gradchain.modules.adaptive import AdaGrad, Adam, RMSProp, Yogi
 from gradchain.modules.momentum import Momentum
 from gradchain.optimizers.optimizer import Optimizer
@@ -33,7 +35,9 @@ def sgd(
         >>> gc.sgd(0.1, momentum=0.9, nesterov=True).get_config()["modules"]
         [['momentum', {'beta': 0.9, 'nesterov': True, 'round_reset': False}]]
     """
-    modules = [Momentum(beta=momentum, nesterov=nesterov)] if momentum or nesterov else []
+    # an array momentum (optax.inject_hyperparams, jit) may take any value: keep the module
+    live = isinstance(momentum, jax.Array)
+    modules = [Momentum(beta=momentum, nesterov=nesterov)] if live or nesterov or momentum else []
     return Optimizer(lrate, w_decay, regularizers, modules, constraints)
 
 
