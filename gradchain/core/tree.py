@@ -454,7 +454,9 @@ def check_trainable(params: PyTree, where: str = "params") -> None:
     Only floating-point and complex leaves can follow a gradient: an integer
     or bool leaf would silently truncate every update (``[1, 2] - 0.5`` cast
     back to int32 is ``[0, 1]``). Leaves may be arrays or
-    ``jax.ShapeDtypeStruct``; only their dtype is read (no host sync).
+    ``jax.ShapeDtypeStruct``; only their dtype is read (no host sync). A
+    Python number (``1``, ``2.0``, not ``True``) is weakly typed and trains as
+    a float, as in optax: its updates are floats, nothing is truncated.
 
     Raises:
         TypeError: an integer, bool or other non-inexact leaf (its path, joined by
@@ -468,9 +470,11 @@ def check_trainable(params: PyTree, where: str = "params") -> None:
         TypeError: params leaf 'steps' has dtype int32 and cannot be trained (updates would be truncated to integers). Keep it out of the params tree (pass it to the loss function separately, or keep it in a non-'params' Flax collection), or cast it to a float dtype if it is meant to be trained.
     """
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        if isinstance(leaf, (int, float, complex)) and not isinstance(leaf, bool):
+            continue  # a Python number: weakly typed, trained as a float
         dtype = getattr(leaf, "dtype", None)
         if dtype is None:
-            dtype = np.result_type(leaf)  # a Python scalar leaf
+            dtype = np.result_type(leaf)
         if not jnp.issubdtype(dtype, jnp.inexact):
             name = jax.tree_util.keystr(path, simple=True, separator="/") or "<root>"
             raise TypeError(
