@@ -40,6 +40,8 @@ from gradchain import (  # the namespaces; importing the catalog registers it
 )
 from gradchain.core import tree
 from gradchain.core.chain import chain, named_chain
+from gradchain.core.partition import freeze, masked, partition
+from gradchain.core.path_rules import PathRules
 from gradchain.core.tree import apply_updates
 from gradchain.optimizers import (
     Optimizer,
@@ -80,6 +82,7 @@ __version__ = "0.2.0.dev0"
 
 __all__ = [
     "Optimizer",
+    "PathRules",
     "__version__",
     "accumulate",
     "adagrad",
@@ -98,6 +101,7 @@ __all__ = [
     "fisher",
     "flatten",
     "frank_wolfe",
+    "freeze",
     "get_hyperparams",
     "inject_hyperparams",
     "l1_normed",
@@ -105,9 +109,11 @@ __all__ = [
     "l2_normed",
     "l2_projected",
     "linf_projected",
+    "masked",
     "modules",
     "named_chain",
     "optimizers",
+    "partition",
     "per_example_grads",
     "persistence",
     "privacy",

@@ -6,6 +6,8 @@ builds on it (see ARCHITECTURE.md).
 
 from gradchain.core import tree
 from gradchain.core.chain import Chain, chain, named_chain
+from gradchain.core.partition import Freeze, Masked, Partition, freeze, masked, partition
+from gradchain.core.path_rules import PathRules
 from gradchain.core.registry import Registered, Registry, field
 from gradchain.core.transform import (
     Constraint,
@@ -24,6 +26,10 @@ __all__ = [
     "Constraint",
     "EmptyState",
     "Foreign",
+    "Freeze",
+    "Masked",
+    "Partition",
+    "PathRules",
     "Module",
     "Registered",
     "Registry",
@@ -34,6 +40,9 @@ __all__ = [
     "apply_updates",
     "chain",
     "field",
+    "freeze",
+    "masked",
     "named_chain",
+    "partition",
     "tree",
 ]

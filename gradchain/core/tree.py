@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradchain.core.paths import paths
+
 __all__ = [
     "abs_sq",
     "abstract",
@@ -34,6 +36,7 @@ __all__ = [
     "map_leaves",
     "map_leaves_multi",
     "path_str",
+    "paths",
     "scale",
     "zeros_leaf",
     "zeros_like",

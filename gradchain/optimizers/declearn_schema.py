@@ -134,6 +134,9 @@ def optimizer_config(opt: Any) -> tuple[dict[str, Any], list[str]]:
             found = [feature for _, inner in specs for feature in inner]
         elif _is_default(f, value):
             continue
+        elif f.name == "groups":
+            config[f.name] = [group.get_config() for group in value]
+            found = ["groups (parameter groups are gradchain-only)"]
         else:
             config[f.name] = to_json_value(value)
             found = [] if f.name in _NATIVE_IN_DECLEARN else [f"{f.name} (a gradchain-only Optimizer argument)"]

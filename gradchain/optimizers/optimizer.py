@@ -20,18 +20,26 @@ from typing import Any
 import jax
 
 from gradchain.core.chain import Chain, unique_keys
+from gradchain.core.partition import Partition
 from gradchain.core.registry import field
 from gradchain.core.state_io import from_plain, to_plain
 from gradchain.core.transform import Constraint, Module, Regularizer, Transform, element_name
 from gradchain.core.tree import PyTree, apply_updates, check_same_structure
 from gradchain.optimizers import declearn_schema, declearn_state
 from gradchain.optimizers.descent import Descent, DescentState
+from gradchain.optimizers.groups import (
+    grouped_get_state,
+    grouped_penalties,
+    grouped_set_state,
+    grouped_transform,
+    parse_groups,
+)
 from gradchain.optimizers.specs import parse_plugins, parse_rate
 from gradchain.training.step import run_train_step
 
 __all__ = ["Optimizer"]
 
-_CONFIG_KEYS = ("lrate", "w_decay", "regularizers", "modules", "constraints", "declearn_schedules")
+_CONFIG_KEYS = ("lrate", "w_decay", "regularizers", "modules", "constraints", "declearn_schedules", "groups")
 _GROUPS = ("regularizers", "modules", "constraints")
 DESCENT = "descent"
 
@@ -56,6 +64,12 @@ class Optimizer(Transform, register=False):
             previous one, so a round start reaches round-level schedules one
             update late; see :mod:`gradchain.schedules.declearn_clock`).
             Default False: a step uses the step and round current when it runs.
+        groups: parameter groups (keyword only, default none): a list of
+            dicts, each with ``"params"`` (regular expression(s) searched in
+            each parameter's path) and the settings above it overrides, or
+            ``"frozen": True`` (see :mod:`gradchain.optimizers.groups`). A
+            parameter follows the first group matching it, else the
+            settings above.
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
@@ -77,9 +91,11 @@ class Optimizer(Transform, register=False):
     modules: Any = field(default=(), convert=functools.partial(parse_plugins, family=Module))
     constraints: Any = field(default=(), convert=functools.partial(parse_plugins, family=Constraint))
     declearn_schedules: bool = field(default=False, kw_only=True)
+    groups: Any = field(default=(), convert=parse_groups, kw_only=True)
 
     def __check_init__(self) -> None:
         _ = self.pipeline  # builds the chain: rejects clashing auxiliary-variable names
+        _ = self.grouped  # builds each group's optimizer: its errors name the group
 
     # -- structure -----------------------------------------------------------------
     @functools.cached_property
@@ -100,6 +116,16 @@ class Optimizer(Transform, register=False):
         return self._group_keys
 
     @functools.cached_property
+    def grouped(self) -> Partition | None:
+        """With groups, the partition run: ``{"default": top-level Optimizer,
+        "groups/i": group i's Optimizer or freeze}``; None without groups."""
+        return grouped_transform(self) if self.groups else None
+
+    @property
+    def _runner(self) -> Chain | Partition:
+        return self.pipeline if self.grouped is None else self.grouped
+
+    @functools.cached_property
     def _group_keys(self) -> dict[str, tuple[str, ...]]:
         keys = [k for k in self.pipeline.keys if k != DESCENT]
         n_reg, n_mod = len(self.regularizers), len(self.modules)
@@ -112,12 +138,21 @@ class Optimizer(Transform, register=False):
     @property
     def needs_params(self) -> bool:
         """Whether ``update`` needs the params (regularizers, weight decay, constraints)."""
+        if self.grouped is not None:
+            return any(getattr(tx, "needs_params", False) for tx in self.grouped.elements.values())
         return bool(self.regularizers or self.constraints) or self.pipeline[DESCENT].uses_params
 
     # -- the transformation -------------------------------------------------------
     def init(self, params: PyTree) -> dict[str, PyTree]:
-        """Initial state: ``{plug-in name: its state, "descent": counters}``."""
-        return self.pipeline.init(params)
+        """Initial state: ``{plug-in name: its state, "descent": counters}``.
+
+        With groups, ``{"default": that state for the parameters in no group,
+        "groups/i": group i's}``.
+
+        Raises:
+            ValueError: a group's pattern matches no parameter (a typo, nearly always).
+        """
+        return self._runner.init(params)
 
     def update(
         self,
@@ -140,7 +175,7 @@ class Optimizer(Transform, register=False):
                 "This optimizer has regularizers, weight decay or constraints: "
                 "call `update(grads, state, params)` with the current params."
             )
-        return self.pipeline.update(updates, state, params, **extra_args)
+        return self._runner.update(updates, state, params, **extra_args)
 
     def apply_gradients(
         self, params: PyTree, grads: PyTree, state: Mapping[str, PyTree], **extra_args: Any
@@ -192,6 +227,8 @@ class Optimizer(Transform, register=False):
         this optimizer follows (for logging; the optimizer adds the gradients
         itself).
         """
+        if self.grouped is not None:
+            return grouped_penalties(self, params, state)
         values = {}
         for key in self._group_keys["regularizers"]:
             try:
@@ -201,26 +238,32 @@ class Optimizer(Transform, register=False):
         return values
 
     def rates(self, state: Mapping[str, PyTree]) -> tuple[jax.Array, jax.Array]:
-        """The learning rate and weight decay the next update will use."""
+        """The learning rate and weight decay the next update will use.
+
+        With groups, those of the top-level settings; group ``i``'s are
+        ``opt.grouped.elements["groups/i"].rates(state["groups/i"])``.
+        """
+        if self.grouped is not None:
+            state = state["default"]
         return self.pipeline[DESCENT].rates(state[DESCENT])
 
     # -- federated hooks -------------------------------------------------------
     def start_round(self, state: Mapping[str, PyTree]) -> dict[str, PyTree]:
         """A training round starts: advance the round counter, run every round hook."""
-        return self.pipeline.start_round(state)
+        return self._runner.start_round(state)
 
     @property
     def aux_names(self) -> tuple[str, ...]:
-        """Names under which plug-ins exchange auxiliary variables."""
-        return self.pipeline.aux_names
+        """Names under which plug-ins exchange auxiliary variables (``groups/i/<name>`` in a group)."""
+        return self._runner.aux_names
 
     def collect_aux_vars(self, state: Mapping[str, PyTree]) -> tuple[dict[str, PyTree], dict[str, PyTree]]:
         """``(aux, state)``: every plug-in's message, keyed by aux name."""
-        return self.pipeline.collect_aux_vars(state)
+        return self._runner.collect_aux_vars(state)
 
     def process_aux_vars(self, state: Mapping[str, PyTree], aux_vars: Mapping[str, PyTree]) -> dict[str, PyTree]:
         """Route each received message to its plug-in (KeyError for an unknown name)."""
-        return self.pipeline.process_aux_vars(state, aux_vars)
+        return self._runner.process_aux_vars(state, aux_vars)
 
     # declearn's names: an Optimizer's messages are a dict keyed by aux name
     collect_aux_var = collect_aux_vars
@@ -316,7 +359,9 @@ class Optimizer(Transform, register=False):
         "modules": {name: ...}, "constraints": {name: ...}}``, with numpy arrays
         (or nested lists when ``as_lists``) and Python numbers as leaves:
         serializable with msgpack (``flax.serialization.msgpack_serialize``)
-        and, with ``as_lists=True``, with ``json``.
+        and, with ``as_lists=True``, with ``json``. With groups, the entries
+        above are the top-level settings' and ``"groups": {"0": ..., ...}``
+        holds each group's (``{}`` for a frozen one).
 
         With ``format="declearn"``: declearn 2.9's ``Optimizer.get_state()`` in
         its JSON form, for declearn's ``set_state`` after
@@ -329,6 +374,10 @@ class Optimizer(Transform, register=False):
         """
         if format not in ("gradchain", "declearn"):
             raise ValueError(f"Unknown state format {format!r}; use 'gradchain' or 'declearn'.")
+        if self.grouped is not None:
+            if format == "declearn":
+                raise ValueError("declearn has no parameter groups: this optimizer's state has no declearn format.")
+            return grouped_get_state(self, state, as_lists)
         if not isinstance(state, Mapping) or set(state) != set(self.pipeline.keys):
             raise KeyError(
                 f"This state does not belong to this optimizer: expected keys "
@@ -353,10 +402,15 @@ class Optimizer(Transform, register=False):
         """
         if format not in (None, "gradchain", "declearn"):
             raise ValueError(f"Unknown state format {format!r}; use 'gradchain', 'declearn' or None (detect).")
-        if format == "declearn" or (format is None and declearn_state.is_declearn_state(states)):
+        if self.grouped is not None and format == "declearn":
+            raise ValueError("declearn has no parameter groups: this optimizer cannot load a declearn state.")
+        declearn = format == "declearn" or (format is None and declearn_state.is_declearn_state(states))
+        if declearn and self.grouped is None:
             states = declearn_state.from_declearn(self, states, params)
         if not isinstance(states, Mapping):
             raise ValueError(f"An optimizer state must be a dict, got {type(states).__name__}.")
+        if self.grouped is not None:
+            return grouped_set_state(self, states, params)
         for group, keys in self._group_keys.items():
             entries = states.get(group)
             if entries is not None and not isinstance(entries, Mapping):

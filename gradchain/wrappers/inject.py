@@ -70,7 +70,11 @@ def _join(prefix: str, name: str) -> str:
 
 
 def _item_keys(items: tuple[Any, ...]) -> tuple[str, ...]:
-    names = [element_name(t) if isinstance(t, Transform) else getattr(t, "name", "item") for t in items]
+    # an item without a name (an Optimizer's parameter group) is known by its index: "groups/1/lrate"
+    names = [
+        element_name(t) if isinstance(t, Transform) else getattr(t, "name", str(i))
+        for i, t in enumerate(items)
+    ]
     return unique_keys(names)
 
 
