@@ -60,16 +60,17 @@ class LabelTree(Registered, register=False):
     def labels(self, tree: PyTree) -> tuple[Any, ...]:
         """One label per parameter of ``tree`` (a prefix label covers its whole subtree)."""
         prefix = self.treedef.unflatten(self.leaves)
-        try:
-            per_leaf = jax.tree.map(
-                lambda label, sub: [label] * len(flatten_params(sub)[0]), prefix, tree,
+        out: list[Any] = []
+        try:  # the labels' leaves in order, each repeated over its subtree's parameters
+            jax.tree.map(
+                lambda label, sub: out.extend([label] * len(flatten_params(sub)[0])), prefix, tree,
                 is_leaf=lambda x: x is None,
             )
         except ValueError as err:
             raise ValueError(
                 f"The labels must have the params' structure (or a prefix of it): {err}"
             ) from None
-        return tuple(label for labels in jax.tree.leaves(per_leaf) for label in labels)
+        return tuple(out)
 
 
 def _labeller(value: Any, where: str) -> Any:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from gradchain.core.chain import Chain
+from gradchain.core.partition import Freeze, Masked, Partition
+from gradchain.core.path_rules import PathRules
 from gradchain.core.registry import Registered, Registry
 from gradchain.core.transform import Constraint, Module, Regularizer
 from gradchain.optimizers.optimizer import Optimizer
@@ -40,8 +42,11 @@ def transform_config(tx: Any) -> dict[str, Any]:
 
     ``{"type": "optimizer", "config": {...}}`` for an :class:`Optimizer`,
     ``{"type": <family>, "name": ..., "config": {...}}`` for a registered
-    plug-in, ``{"type": "chain", ...}`` for a chain of those and
-    ``{"type": <wrapper name>, "config": {..., "inner": {...}}}`` for a wrapper.
+    plug-in, ``{"type": "chain", ...}`` for a chain of those,
+    ``{"type": <wrapper name>, "config": {..., "inner": {...}}}`` for a wrapper,
+    ``{"type": "partition", "config": {"transforms": {label: ...}, "labels": rules}}``
+    and ``{"type": "masked", "config": {"inner": ..., "mask": rules}}`` for the
+    combinators labelled by :class:`gradchain.PathRules`, ``{"type": "freeze"}``.
 
     Raises:
         TypeError: ``tx`` (or something inside it) has no config, e.g. an
@@ -60,6 +65,13 @@ def transform_config(tx: Any) -> dict[str, Any]:
         return {"type": "optimizer", "config": tx.get_config()}
     if isinstance(tx, Wrapper) and _registered_in(tx, Wrapper.registry):
         return {"type": tx.name, "config": {**tx.get_config(), "inner": transform_config(tx.inner)}}
+    if isinstance(tx, Partition):
+        transforms = {label: transform_config(t) for label, t in tx.transforms}
+        return {"type": "partition", "config": {"transforms": transforms, **tx.get_config()}}
+    if isinstance(tx, Masked):
+        return {"type": "masked", "config": {"inner": transform_config(tx.inner), **tx.get_config()}}
+    if isinstance(tx, Freeze):
+        return {"type": "freeze", "config": {}}
     if isinstance(tx, Chain):
         return {
             "type": "chain",
@@ -73,7 +85,7 @@ def transform_config(tx: Any) -> dict[str, Any]:
             return {"type": family, "name": tx.name, "config": tx.get_config()}
     raise TypeError(
         f"Cannot describe {tx!r} as JSON: only gradchain Optimizers, registered plug-ins, "
-        "chains of those and gradchain wrappers have a config."
+        "chains of those, gradchain wrappers and combinators labelled by PathRules have a config."
     )
 
 
@@ -94,6 +106,13 @@ def transform_from_config(config: Mapping[str, Any]) -> Any:
         transforms = tuple(transform_from_config(c) for c in body.get("transforms", ()))
         names = body.get("names")
         return Chain(transforms, names=None if names is None else tuple(names))
+    if kind == "partition":
+        transforms = {label: transform_from_config(c) for label, c in _entry(body, "transforms", kind).items()}
+        return Partition(transforms, PathRules.from_config(_entry(body, "labels", kind)))
+    if kind == "masked":
+        return Masked(transform_from_config(_entry(body, "inner", kind)), PathRules.from_config(_entry(body, "mask", kind)))
+    if kind == "freeze":
+        return Freeze()
     if kind in _FAMILIES:
         return _FAMILIES[kind].get_class(config["name"]).from_config(body)
     if kind in Wrapper.registry:
@@ -103,5 +122,11 @@ def transform_from_config(config: Mapping[str, Any]) -> Any:
             )
         inner = transform_from_config(body["inner"])
         return Wrapper.registry.get_class(kind).from_config({**body, "inner": inner})
-    known = sorted(["optimizer", "chain", *_FAMILIES, *Wrapper.registry])
+    known = sorted(["optimizer", "chain", "partition", "masked", "freeze", *_FAMILIES, *Wrapper.registry])
     raise KeyError(f"Unknown transform type {kind!r}; known types are: {known}.")
+
+
+def _entry(body: Any, key: str, kind: str) -> Any:
+    if not isinstance(body, Mapping) or not isinstance(body.get(key), Mapping):
+        raise TypeError(f"The config of {kind!r} must be a dict with a {key!r} dict, got {body!r}.")
+    return body[key]
