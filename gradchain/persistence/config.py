@@ -107,8 +107,8 @@ def transform_from_config(config: Mapping[str, Any]) -> Any:
         names = body.get("names")
         return Chain(transforms, names=None if names is None else tuple(names))
     if kind == "partition":
-        transforms = {label: transform_from_config(c) for label, c in _entry(body, "transforms", kind).items()}
-        return Partition(transforms, PathRules.from_config(_entry(body, "labels", kind)))
+        parts = {label: transform_from_config(c) for label, c in _entry(body, "transforms", kind).items()}
+        return Partition(parts, PathRules.from_config(_entry(body, "labels", kind)))
     if kind == "masked":
         return Masked(transform_from_config(_entry(body, "inner", kind)), PathRules.from_config(_entry(body, "mask", kind)))
     if kind == "freeze":
