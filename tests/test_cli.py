@@ -100,6 +100,8 @@ def test_bench_smoke_run_writes_json_markdown_and_png(tmp_path):
         assert errors["gradchain"] <= max(1.5 * errors["optax float32"], 1e-6)
     ratio = report["state_bytes"]["gradchain adam (bf16 moments)"] / report["state_bytes"]["gradchain adam (f32 moments)"]
     assert abs(ratio - 0.5) < 1e-3
+    # a parameter group freezing half the params: that half holds no state (only step counters remain)
+    assert abs(report["state_bytes"]["frozen half / every param"] - 0.5) < 1e-3
     assert report["declearn"] == {"available": False, "reason": "skipped (--no-declearn)"}
     assert "## Targets" in (tmp_path / "bench.md").read_text()
     assert (tmp_path / "bench.png").stat().st_size > 1000

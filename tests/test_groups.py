@@ -222,6 +222,13 @@ def test_group_errors_name_the_group_and_the_problem():
         gc.Optimizer.from_config({"lrate": 0.1, "groups": [{"params": "bias$", "lrate": -1.0}]})
 
 
+def test_flatten_refuses_groups_whose_paths_packing_would_lose():
+    with pytest.raises(ValueError, match="with parameter groups"):
+        gc.flatten(optimizer())
+    with pytest.raises(ValueError, match="with parameter groups"):
+        gc.flatten(gc.masked(gc.sgd(0.1), "bias$"))
+
+
 def test_a_group_matching_no_parameter_at_init_names_the_pattern():
     opt = optimizer(groups=[{"params": r"bias$", "w_decay": 0.0}, {"params": [r"^head/", r"^encoderr/"], "lrate": 0.0}])
     with pytest.raises(ValueError, match=r"'groups/1': the pattern '\^encoderr/' matches no parameter; "

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from gradchain.core.chain import Chain
+from gradchain.core.partition import Masked, Partition
 from gradchain.core.transform import Transform, element_name
 from gradchain.core.tree import PyTree, apply_updates, check_same_structure, check_trainable
 from gradchain.core.validation import check_optional_int
@@ -91,7 +92,13 @@ def unpack(packed: Mapping[str, Any], like: PyTree, max_leaf_size: int | None = 
 
 
 def is_packable(tx: Any) -> bool:
-    """Whether every element of ``tx`` declares ``packable = True``."""
+    """Whether every element of ``tx`` declares ``packable = True``.
+
+    Parameter groups (an Optimizer's ``groups``, a partition, a mask) never
+    are: flat buffers have no parameter paths to choose groups by.
+    """
+    if getattr(tx, "grouped", None) is not None or isinstance(tx, (Partition, Masked)):
+        return False
     pipeline = getattr(tx, "pipeline", None)
     if isinstance(pipeline, Chain):
         return is_packable(pipeline)
@@ -101,6 +108,8 @@ def is_packable(tx: Any) -> bool:
 
 
 def _unpackable(tx: Any) -> list[str]:
+    if getattr(tx, "grouped", None) is not None or isinstance(tx, (Partition, Masked)):
+        return [f"{element_name(tx)} with parameter groups"]
     pipeline = getattr(tx, "pipeline", None)
     if isinstance(pipeline, Chain):
         return _unpackable(pipeline)

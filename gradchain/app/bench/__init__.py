@@ -7,7 +7,8 @@
    adam, clip + adamw and a declearn pipeline, against optax;
 2. gradient accumulation per micro-step against ``optax.MultiSteps``;
 3. per-example clipping step time against a plain step;
-4. optimizer state bytes (f32 and bf16 moments) against optax;
+4. optimizer state bytes (f32 and bf16 moments) against optax, and with
+   half the params frozen by a parameter group;
 5. the same declearn config run by declearn itself and by gradchain;
 6. on a GPU, the Adam update's bandwidth against a device copy.
 """

@@ -1,4 +1,4 @@
-"""Benchmarks 1 and 4: optimizer update step / compile time, and state bytes, against optax."""
+"""Benchmarks 1 and 4: optimizer update step / compile time, and state bytes (against optax; with a frozen half)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from gradchain.app.bench.cases import CASES, check_equivalence
 from gradchain.app.bench.synthetic import synthetic_params
 from gradchain.app.bench.timing import Compilation, Contender, compile_race, race
 
-__all__ = ["bench_state_bytes", "bench_updates"]
+__all__ = ["bench_frozen_half", "bench_state_bytes", "bench_updates"]
 
 
 def _contenders(txs: dict[str, Any], params: dict, grads: dict) -> tuple[list[Contender], dict]:
@@ -85,6 +85,23 @@ def bench_state_bytes(n_leaves: int, total: int) -> dict:
         "optax adam": optax.adam(1e-3),
         "optax adam (mu_dtype=bf16)": optax.adam(1e-3, mu_dtype=jnp.bfloat16),
     }
-    out = {name: _state_bytes(jax.eval_shape(tx.init, params)) for name, tx in rows.items()}
+    out: dict[str, Any] = {name: _state_bytes(jax.eval_shape(tx.init, params)) for name, tx in rows.items()}
     out["params"] = _state_bytes(params)
+    out.update(bench_frozen_half(n_leaves, total))
     return out
+
+
+def bench_frozen_half(n_leaves: int, total: int) -> dict[str, Any]:
+    """Adam's state bytes on two equal halves of the params, trained, then with one half frozen
+    by a parameter group: the frozen half holds no state, so the ratio is about one half."""
+    half = synthetic_params(max(1, n_leaves // 2), total // 2)
+    params = {"trained": half, "frozen": half}
+    everything = gc.Optimizer(1e-3, modules=["adam"])
+    frozen = gc.Optimizer(1e-3, modules=["adam"], groups=[{"params": "^frozen/", "frozen": True}])
+    every_bytes = _state_bytes(jax.eval_shape(everything.init, params))
+    frozen_bytes = _state_bytes(jax.eval_shape(frozen.init, params))
+    return {
+        "gradchain adam, every param (two equal halves)": every_bytes,
+        "gradchain adam, one half frozen by a group": frozen_bytes,
+        "frozen half / every param": frozen_bytes / every_bytes,
+    }
