@@ -39,6 +39,19 @@ def test_validate_accepts_a_declearn_config(tmp_path, capsys):
     assert "valid Optimizer config (3 plug-ins: fedprox, scaffold-client, adam)" in capsys.readouterr().out
 
 
+def test_validate_params_lists_each_parameters_group(tmp_path, capsys):
+    path = tmp_path / "opt.json"
+    path.write_text(json.dumps({"lrate": 0.01, "groups": [{"params": "^params/Dense_0/", "frozen": True},
+                                                          {"params": "bias$", "w_decay": 0.0}]}))
+    assert main(["validate", str(path), "--params"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert lines == ["  params/Dense_0/bias: groups/0", "  params/Dense_0/kernel: groups/0",
+                     "  params/Dense_1/bias: groups/1", "  params/Dense_1/kernel: default"]
+    path.write_text(json.dumps({"lrate": 0.01, "groups": [{"params": "^encoder/", "frozen": True}]}))
+    assert main(["validate", str(path), "--params"]) == 2
+    assert "the pattern '^encoder/' matches no parameter" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("content, message", [
     ('{"lrate": 0.1, "modules": [["adamm", {}]]}', "Unknown module name 'adamm'"),
     ('{"lrate": -1}', "`lrate` must be a finite number >= 0"),
@@ -46,6 +59,8 @@ def test_validate_accepts_a_declearn_config(tmp_path, capsys):
     ('[1, 2]', "An Optimizer config must be a dict"),
     ('{"lrate": 0.1, "modules": [["adam", {"beta_1": 2}]]}', "'adam': `beta_1` must be in"),
     ('{"lrate": 0.1, "modules": [["adam", {"betta": 2}]]}', "Unknown argument(s) ['betta']"),
+    ('{"lrate": 0.1, "groups": [{"params": "(bias"}]}', "groups[0]: `params`: invalid regular expression '(bias'"),
+    ('{"lrate": 0.1, "groups": [{"params": "bias$", "lr": 1}]}', "groups[0]: unknown key(s) ['lr']"),
 ])
 def test_bad_configs_get_one_line_and_exit_code_2(tmp_path, content, message):
     path = tmp_path / "bad.json"

@@ -256,6 +256,15 @@ def test_live_hyperparameters_per_group_without_recompiling():
     assert_trees_equal(no_rate["head"], first["head"])
 
 
+def test_penalties_of_every_group_on_its_own_parameters():
+    opt, params = optimizer(), make_tree(0)
+    penalties = opt.penalties(params, opt.init(params))
+    assert sorted(penalties) == ["groups/0/ridge", "groups/1/ridge", "ridge"]  # the frozen group has none
+    for key, name in (("ridge", "default"), ("groups/0/ridge", "bias"), ("groups/1/ridge", "encoder")):
+        expected = 0.1 * sum(float(jnp.sum(x**2)) for x in jax.tree.leaves(pick(params, MEMBERS[name])))
+        assert float(penalties[key]) == pytest.approx(expected, rel=1e-6)
+
+
 def test_round_hooks_and_schedulers_run_per_group():
     groups = [{"params": "^head/", "lrate": ["exponential-decay", {"base": 0.1, "rate": 0.5, "step_level": False}]}]
     opt = gc.Optimizer(["exponential-decay", {"base": 1.0, "rate": 0.1, "step_level": False}], groups=groups)

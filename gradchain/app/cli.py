@@ -5,7 +5,8 @@ Subcommands::
     gradchain demo [--epochs N --out DIR]        train the digits MLP with several configs
     gradchain train CONFIG.json [--epochs N --batch-size B --seed S --out DIR]
     gradchain list [--json]                      every registered plug-in and scheduler
-    gradchain validate CONFIG.json               check an Optimizer config without training
+    gradchain validate CONFIG.json [--params]    check an Optimizer config without training
+                                                 (--params: each digits-MLP parameter's group)
     gradchain bench [--quick --out DIR]          the benchmark harness
     gradchain federated --engine {simulation,flower} [--clients N --rounds R --strategy S --seed S]
 
@@ -167,7 +168,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     _check_trains_the_demo_model(args.config, opt)
     names = [p.name for group in (opt.regularizers, opt.modules, opt.constraints) for p in group]
     print(f"{args.config}: valid Optimizer config ({len(names)} plug-ins: {', '.join(names) or 'none'}).")
+    if args.params:
+        _print_groups(opt)
     return 0
+
+
+def _print_groups(opt: Optimizer) -> None:
+    """Each parameter of the demo MLP (`gradchain train`'s model) with its group (checked by validate)."""
+    params = jax.eval_shape(MLP().init, jax.random.PRNGKey(0), jnp.zeros((1, DIGITS_FEATURES)))
+    paths = gc.tree.paths(params)
+    labels = opt.grouped.leaf_labels(params) if opt.grouped is not None else ("default",) * len(paths)
+    for name, label in zip(paths, labels):
+        print(f"  {name}: {label}")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -258,6 +270,8 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check an Optimizer config without training",
                               description="Check an Optimizer config: build it and report its plug-ins, without training.")
     validate.add_argument("config", help="an Optimizer config in declearn's schema (JSON file)")
+    validate.add_argument("--params", action="store_true",
+                          help="list the parameters of the digits MLP (`gradchain train`'s model) with their group")
     validate.set_defaults(func=_cmd_validate)
 
     federated = sub.add_parser(
