@@ -28,6 +28,7 @@ from gradchain.core.tree import PyTree, apply_updates, check_same_structure
 from gradchain.optimizers import declearn_schema, declearn_state
 from gradchain.optimizers.descent import Descent, DescentState
 from gradchain.optimizers.groups import (
+    DEFAULT,
     grouped_get_state,
     grouped_penalties,
     grouped_set_state,
@@ -244,7 +245,7 @@ class Optimizer(Transform, register=False):
         ``opt.grouped.elements["groups/i"].rates(state["groups/i"])``.
         """
         if self.grouped is not None:
-            state = state["default"]
+            state = state[DEFAULT]
         return self.pipeline[DESCENT].rates(state[DESCENT])
 
     # -- federated hooks -------------------------------------------------------
