@@ -334,6 +334,20 @@ def test_accumulation_and_the_nonfinite_guard_wrap_a_grouped_optimizer():
     assert_trees_equal(guard.update(g1, state, params)[0], opt.update(g1, opt.init(params), params)[0])
 
 
+def test_dp_sgd_noises_every_trained_group_and_refuses_groups_without_the_noise():
+    opt = gc.Optimizer(1.0, groups=[{"params": "^encoder/", "lrate": 0.5}, {"params": "^embed/", "frozen": True}])
+    dp = gc.privacy.DPSGD(opt, noise_multiplier=1.0, sclip=1.0)
+    params = make_tree(0)
+    updates, _ = dp.update(jax.tree.map(jnp.zeros_like, params), dp.init(params), params)
+    assert bool(jnp.all(updates["embed"]["table"] == 0))
+    for leaf in jax.tree.leaves({"encoder": updates["encoder"], "head": updates["head"]}):
+        assert bool(jnp.all(leaf != 0))  # zero gradients: only the noise moves them
+    with pytest.raises(ValueError, match=r"groups \[0\] set their own `modules`"):
+        gc.privacy.DPSGD(optimizer(groups=[{"params": "bias$", "modules": ["momentum"]}]), 1.0, 1.0)
+    with pytest.raises(ValueError, match="same noise"):
+        gc.privacy.DPSGD(opt, 1.0, 1.0, safe_mode=False, seed=0)
+
+
 def test_checkpoint_round_trip_of_a_grouped_optimizer(tmp_path):
     opt, params = optimizer(), make_tree(0)
     _, state = run(opt, params, steps=2)

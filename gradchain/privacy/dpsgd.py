@@ -122,6 +122,23 @@ class DPSGD(Wrapper):
         check_seed(self, "seed")
         # each factor may be fine and their product (the noise std) still not, in float32
         real_arg(self.noise_std, "'dp-sgd': the noise std `noise_multiplier * sclip / batch_size`")
+        self._check_groups()
+
+    def _check_groups(self) -> None:
+        """Every trained parameter group must get the noise, drawn from its own key."""
+        groups = self.inner.groups
+        own_modules = [i for i, g in enumerate(groups) if g.modules is not None]
+        if own_modules:
+            raise ValueError(
+                f"dp-sgd: parameter groups {own_modules} set their own `modules`, which would run "
+                "without the DP noise; give modules at the top level (groups may still change "
+                "rates, regularizers and constraints, or freeze parameters)."
+            )
+        if not self.safe_mode and self.seed is not None and any(not g.frozen for g in groups):
+            raise ValueError(
+                "dp-sgd: with a fixed `seed`, every trained parameter group would draw the same "
+                "noise; use safe_mode=True or seed=None (a key from OS entropy per group)."
+            )
 
     @property
     def noise_std(self) -> float:
