@@ -315,6 +315,37 @@ def test_two_groups_with_scaffold_exchange_their_own_namespaced_messages():
             assert_trees_equal(grouped[r][f"groups/{i}/scaffold"], alone[r]["scaffold"], what=f"round {r}")
 
 
+def separable_loss(params, batch):
+    """A sum of one quadratic per top-level key present: each part trains independently."""
+    return sum(0.5 * jnp.mean(jnp.sum((params[k]["w"] - batch[k]) ** 2, axis=-1)) for k in params)
+
+
+@pytest.mark.parametrize("vmap_clients", [False, True])
+def test_federated_simulation_with_scaffold_in_two_groups_equals_one_simulation_per_group(vmap_clients):
+    rng = np.random.default_rng(0)
+    targets = {k: jnp.asarray(rng.normal(size=(4, 3, 2)), jnp.float32) for k in ("a", "b")}  # clients, examples, dim
+    params = {k: {"w": jnp.zeros(2)} for k in ("a", "b")}
+    masks = [jnp.array([True, True, False, True]), jnp.array([False, True, True, True])]
+
+    def simulate(client, server, keys):
+        sim = gc.federated.FederatedSimulation(separable_loss, client, server, local_steps=2,
+                                               vmap_clients=vmap_clients)
+        state = sim.init({k: params[k] for k in keys}, n_clients=4)
+        data = gc.federated.ClientData({k: targets[k] for k in keys}, jnp.full(4, 3, jnp.int32))
+        for mask in masks:
+            state, _ = sim.run_round(state, data, mask)
+        return state.params
+
+    groups = [{"params": "^a/", "modules": ["scaffold-client"]},
+              {"params": "^b/", "lrate": 0.05, "modules": ["scaffold-client"]}]
+    server_groups = [{"params": "^a/", "modules": ["scaffold-server"]}, {"params": "^b/", "modules": ["scaffold-server"]}]
+    grouped = simulate(gc.Optimizer(0.1, groups=groups), gc.Optimizer(1.0, groups=server_groups), ("a", "b"))
+    for key, lrate in (("a", 0.1), ("b", 0.05)):
+        alone = simulate(gc.Optimizer(lrate, modules=["scaffold-client"]), gc.Optimizer(1.0, modules=["scaffold-server"]),
+                         (key,))
+        assert_trees_equal(grouped[key], alone[key])
+
+
 def test_accumulation_and_the_nonfinite_guard_wrap_a_grouped_optimizer():
     opt, params = optimizer(), make_tree(0)
     g1, g2 = make_tree(1), make_tree(2)
