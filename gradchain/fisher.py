@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain.core.chain import Chain
+from gradchain.core.partition import Partition
 from gradchain.core.tree import PyTree, compute_dtype
 from gradchain.optimizers.optimizer import Optimizer
 from gradchain.regularizers.parameter_change import ParameterChange
@@ -122,7 +123,9 @@ def consolidate(
         name: the state key of the regularizer when there are several.
 
     Returns:
-        The new state (the input is not modified).
+        The new state (the input is not modified). With parameter groups,
+        every group holding a ``parameter-change`` regularizer consolidates it
+        on its own parameters.
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
@@ -132,6 +135,8 @@ def consolidate(
         >>> float(opt.penalties({"w": jnp.zeros(2)}, state)["parameter-change"])
         2.0
     """
+    if isinstance(tx, Optimizer) and tx.grouped is not None:
+        return _consolidate_groups(tx.grouped, state, params, weights, name)
     chain = tx.pipeline if isinstance(tx, Optimizer) else tx
     keys = [k for k, t in zip(chain.keys, chain.transforms) if isinstance(t, ParameterChange)]
     if name is not None:
@@ -146,4 +151,21 @@ def consolidate(
     key = keys[0]
     new_state = dict(state)
     new_state[key] = chain[key].consolidate(state[key], params, weights)
+    return new_state
+
+
+def _consolidate_groups(
+    partition: Partition, state: Mapping[str, PyTree], params: PyTree, weights: PyTree | None, name: str | None
+) -> dict[str, PyTree]:
+    holders = {
+        label: sub for label, sub in partition.elements.items()
+        if isinstance(sub, Optimizer) and any(isinstance(r, ParameterChange) for r in sub.regularizers)
+    }
+    if not holders:
+        raise ValueError("consolidate needs a parameter-change regularizer, and no group of this optimizer has one.")
+    params_of = partition.split(params)
+    weights_of = partition.split(weights) if weights is not None else {}
+    new_state = dict(state)
+    for label, sub in holders.items():
+        new_state[label] = consolidate(sub, state[label], params_of[label], weights_of.get(label), name)
     return new_state

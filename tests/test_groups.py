@@ -346,6 +346,26 @@ def test_federated_simulation_with_scaffold_in_two_groups_equals_one_simulation_
         assert_trees_equal(grouped[key], alone[key])
 
 
+def test_consolidate_runs_in_every_group_holding_parameter_change():
+    reg = [("parameter-change", {"alpha": 1.0})]
+    opt = gc.Optimizer(0.1, regularizers=reg, groups=[{"params": "^encoder/", "lrate": 0.01},
+                                                      {"params": "^embed/", "frozen": True}])
+    params, moved = make_tree(0), make_tree(1)
+    weights = jax.tree.map(jnp.abs, make_tree(2))
+    state = gc.fisher.consolidate(opt, opt.init(params), params, weights)
+    grouped = opt.penalties(moved, state)
+    for label, members in (("default", ["head/bias", "head/kernel"]),
+                           ("groups/0", ["encoder/dense/bias", "encoder/dense/kernel", "encoder/norm/scale"])):
+        alone = gc.Optimizer(0.1, regularizers=reg)
+        sub = pick(params, members)
+        alone_state = gc.fisher.consolidate(alone, alone.init(sub), sub, pick(weights, members))
+        key = "parameter-change" if label == "default" else f"{label}/parameter-change"
+        expected = alone.penalties(pick(moved, members), alone_state)["parameter-change"]
+        assert float(grouped[key]) == pytest.approx(float(expected), rel=1e-6)
+    with pytest.raises(ValueError, match="no group of this optimizer has one"):
+        gc.fisher.consolidate(optimizer(), optimizer().init(params), params)
+
+
 def test_accumulation_and_the_nonfinite_guard_wrap_a_grouped_optimizer():
     opt, params = optimizer(), make_tree(0)
     g1, g2 = make_tree(1), make_tree(2)
