@@ -154,9 +154,21 @@ def test_config_holds_groups_only_when_there_are_some():
     config = optimizer().get_config()
     assert config["groups"] == [
         {"params": "(bias|scale)$", "w_decay": 0.0},
-        {"params": "^encoder/", "lrate": 0.01, "modules": [["momentum", gc.modules.Momentum().get_config()]]},
+        # plug-ins written as in the top-level config (gradchain-only arguments left out at their default)
+        {"params": "^encoder/", "lrate": 0.01, "modules": gc.Optimizer(0.1, modules=["momentum"]).get_config()["modules"]},
         {"params": "^embed/", "frozen": True},
     ]
+
+
+def test_groups_are_a_gradchain_only_feature_with_no_declearn_format():
+    opt, params = optimizer(), make_tree(0)
+    assert not opt.declearn_compatible()
+    with pytest.raises(ValueError, match=r"groups \(parameter groups are gradchain-only\)"):
+        opt.get_config(declearn=True)
+    with pytest.raises(ValueError, match="declearn has no parameter groups"):
+        opt.get_state(opt.init(params), format="declearn")
+    with pytest.raises(ValueError, match="declearn has no parameter groups"):
+        opt.set_state({"modules": [], "lrate": {}, "w_decay": {}}, params, format="declearn")
 
 
 def test_config_round_trip_is_equal_hashable_and_does_not_recompile():
