@@ -30,7 +30,7 @@ NAMESPACES = [
 #: ``"@catalog_tables"`` stands for the generated catalog tables.
 GUIDES: dict[str, tuple[str, list[str]]] = {
     "getting_started": ("Getting started", ["Set up", "Quickstart", "Dependencies", "License and changes"]),
-    "guides/optimizer": ("The protocol and the Optimizer", ["The protocol", "The Optimizer"]),
+    "guides/optimizer": ("The protocol and the Optimizer", ["The protocol", "The Optimizer", "Parameter groups"]),
     "guides/catalog": ("The catalog", ["What is in it", "@catalog_tables", "The declearn catalog and EWC",
                                        "Gradient geometry (rai-toolbox)"]),
     "guides/declearn": ("Moving between declearn and gradchain", ["declearn interop"]),
