@@ -6,12 +6,9 @@ before JAX starts, and the rest of the suite runs with one device).
 
 from __future__ import annotations
 
-import json
-import os
-import pathlib
-import subprocess
-import sys
 import textwrap
+
+from report_script import run_report_script
 
 SCRIPT = textwrap.dedent(
     r'''
@@ -98,15 +95,7 @@ SCRIPT = textwrap.dedent(
 
 
 def run_script() -> dict:
-    env = dict(os.environ)
-    root = str(pathlib.Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    env["JAX_PLATFORMS"] = "cpu"
-    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
-    line = next(x for x in done.stdout.splitlines() if x.startswith("REPORT"))
-    return json.loads(line[len("REPORT"):])
+    return run_report_script(SCRIPT, timeout=600)
 
 
 # One test (one subprocess), so that xdist workers do not each start one.
