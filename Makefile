@@ -33,7 +33,7 @@ lint: $(VENV)/.test-deps
 	$(PY) -m mypy
 
 test: $(VENV)/.test-deps lint
-	$(PY) -m pytest -n 2 -q tests gradchain --nbmake notebooks
+	$(PY) -m pytest -n 2 -q --durations=10 tests gradchain --nbmake notebooks
 
 # The documentation site, notebooks executed, warnings as errors: docs/_build/html/index.html.
 docs: $(VENV)/.test-deps
