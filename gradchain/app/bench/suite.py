@@ -14,6 +14,7 @@ import jax
 from gradchain.app.bench.gpu import bench_gpu
 from gradchain.app.bench.peer import bench_declearn
 from gradchain.app.bench.report import write_report
+from gradchain.app.bench.timing import REPEATS
 from gradchain.app.bench.training import bench_accumulation, bench_per_example
 from gradchain.app.bench.updates import bench_state_bytes, bench_updates
 
@@ -65,7 +66,8 @@ def run(out_dir: Path, quick: bool = False, declearn_venv: Path | None = None, l
         "sizes": size,
     }
     log("1. optimizer updates")
-    results["updates"] = bench_updates(size["leaves"], size["total"], size["steps"], log=log)
+    results["updates"] = bench_updates(size["leaves"], size["total"], size["steps"], log=log,
+                                       compile_repeats=1 if quick else REPEATS)
     log("2. gradient accumulation")
     results["accumulation"] = bench_accumulation(100 if not quick else 3, size["total"],
                                                  cycles=size["steps"])

@@ -45,18 +45,18 @@ def _compile_once(c: Compilation) -> tuple[Any, float, float]:
     return compiled, traced - start, time.perf_counter() - traced
 
 
-def compile_race(compilations: Sequence[Compilation]) -> dict[str, tuple[Any, dict]]:
+def compile_race(compilations: Sequence[Compilation], repeats: int = REPEATS) -> dict[str, tuple[Any, dict]]:
     """``label -> (executable, timings)``: trace and compile seconds of ``jit(fn)``, measured apart,
     and the HLO kernel count (fusions and copies).
 
     Compilations under :data:`REPEAT_BELOW_S` are repeated (median of
-    :data:`REPEATS`), round-robin like :func:`race`, so that a drift of the
+    ``repeats``, :data:`REPEATS` by default; 1 for a smoke run), round-robin like :func:`race`, so that a drift of the
     machine does not favour whichever compiled first.
     """
     traces: dict[str, list[float]] = {c.label: [] for c in compilations}
     compiles: dict[str, list[float]] = {c.label: [] for c in compilations}
     executables: dict[str, Any] = {}
-    for round_ in range(REPEATS):
+    for round_ in range(repeats):
         for c in compilations:
             if round_ and compiles[c.label][0] >= REPEAT_BELOW_S:
                 continue

@@ -11,12 +11,12 @@ import optax
 import gradchain as gc
 from gradchain.app.bench.cases import CASES, check_equivalence
 from gradchain.app.bench.synthetic import synthetic_params
-from gradchain.app.bench.timing import Compilation, Contender, compile_race, race
+from gradchain.app.bench.timing import REPEATS, Compilation, Contender, compile_race, race
 
 __all__ = ["bench_frozen_half", "bench_state_bytes", "bench_updates"]
 
 
-def _contenders(txs: dict[str, Any], params: dict, grads: dict) -> tuple[list[Contender], dict]:
+def _contenders(txs: dict[str, Any], params: dict, grads: dict, repeats: int) -> tuple[list[Contender], dict]:
     """Each update with the gradients and the state donated (as in a training step,
     where both are dead afterwards); each call gets a fresh copy of the gradients.
 
@@ -27,15 +27,17 @@ def _contenders(txs: dict[str, Any], params: dict, grads: dict) -> tuple[list[Co
     fresh = lambda: jax.tree.map(jnp.copy, grads)  # noqa: E731
     args = {label: (fresh(), tx.init(params), params) for label, tx in txs.items()}
     compiled = compile_race([Compilation(label, lambda g, s, p, tx=tx: tx.update(g, s, p), args[label], (0, 1))
-                             for label, tx in txs.items()])
+                             for label, tx in txs.items()], repeats)
     contenders = [Contender(label, compiled[label][0], args[label], lambda out, a: (fresh(), out[1], a[2]))
                   for label in txs]
     return contenders, {label: timings for label, (_, timings) in compiled.items()}
 
 
-def bench_updates(leaf_counts: list[int], total: int, steps: int = 20, log=print) -> dict:
+def bench_updates(leaf_counts: list[int], total: int, steps: int = 20, log=print,
+                  compile_repeats: int = REPEATS) -> dict:
     """Step and compile time of each case at each leaf count: gradchain (per-leaf and
-    packed) and optax, with the ratios gradchain / optax. The three compile and run interleaved."""
+    packed) and optax, with the ratios gradchain / optax. The three compile and run interleaved
+    (fast compilations ``compile_repeats`` times, for a median)."""
     rows = []
     equivalence = None
     for n in leaf_counts:
@@ -45,7 +47,7 @@ def bench_updates(leaf_counts: list[int], total: int, steps: int = 20, log=print
             equivalence = check_equivalence(params, grads)
         for case, (ours, theirs) in CASES.items():
             txs = {"optax": theirs(), "gradchain": ours(), "gradchain packed": gc.flatten(ours())}
-            contenders, timings = _contenders(txs, params, grads)
+            contenders, timings = _contenders(txs, params, grads, compile_repeats)
             for label, step in race(contenders, steps).items():
                 timings[label]["step_ms"] = step
                 log(f"  {case:18s} {n:5d} leaves  {label:17s} {_fmt(timings[label])}")
