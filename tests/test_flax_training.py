@@ -11,6 +11,7 @@ from flax import linen as nn
 from flax import nnx
 from flax.training import train_state
 from helpers import TraceCounter, assert_trees_equal
+from nnx_raw import raw
 
 import gradchain as gc
 
@@ -79,12 +80,6 @@ def test_regularizers_see_the_params_through_apply_gradients():
     assert_trees_equal(shrunk, jax.tree.map(lambda w: w * 0.9, params), exact=False, rtol=1e-6)
 
 
-def _raw(tree):
-    """The arrays inside nnx Variables (``nnx.as_pure`` exists from flax 0.12.7 only)."""
-    is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
-    return jax.tree.map(lambda v: v[...] if is_var(v) else v, tree, is_leaf=is_var)
-
-
 def test_nnx_optimizer_trains_with_a_regularized_gradchain_optimizer():
     model = NnxMLP(nnx.Rngs(0))
     tx = gc.adam(0.05, regularizers=["fedprox", ("ridge", {"alpha": 1e-4})], w_decay=1e-5)
@@ -98,7 +93,7 @@ def test_nnx_optimizer_trains_with_a_regularized_gradchain_optimizer():
 
     losses = [float(step(model, optimizer)) for _ in range(100)]
     assert losses[0] > 0.3 and losses[-1] < 0.05  # measured 0.024 on this seed
-    state = _raw(optimizer.opt_state)
+    state = raw(optimizer.opt_state)
     assert int(state["adam"].step) == 100
     # fedprox captured the params of its first step: the init of the model
     assert state["fedprox"].reference["hidden"]["kernel"].shape == (2, 16)
@@ -152,4 +147,4 @@ def test_nnx_live_hyperparameters_change_without_retracing():
     optimizer.opt_state = gc.set_hyperparams(optimizer.opt_state, lrate=0.05)
     step(model, optimizer)
     assert loss_fn.count == 1
-    assert float(_raw(gc.get_hyperparams(optimizer.opt_state)["lrate"])) == np.float32(0.05)
+    assert float(raw(gc.get_hyperparams(optimizer.opt_state)["lrate"])) == np.float32(0.05)

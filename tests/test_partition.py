@@ -15,6 +15,7 @@ from flax import nnx
 from helpers import assert_trees_equal
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nnx_raw import raw
 
 import gradchain as gc
 
@@ -57,7 +58,7 @@ def test_nnx_variables_and_their_raw_arrays_have_the_same_paths():
     state = nnx.state(Net(nnx.Rngs(0)), nnx.Param)
     expected = ["hidden/bias", "hidden/kernel", "out/bias", "out/kernel"]
     assert gc.tree.paths(state) == expected  # Variables: one parameter each, no "/value"
-    assert gc.tree.paths(nnx.as_pure(state)) == expected
+    assert gc.tree.paths(raw(state)) == expected
 
 
 # -- PathRules --------------------------------------------------------------------------------
@@ -181,9 +182,9 @@ def test_partition_with_nnx_variables_at_init_and_arrays_at_update():
     model = Net(nnx.Rngs(0))
     tx = gc.partition({"a": gc.adam(0.1), "b": gc.freeze()}, gc.PathRules({"^hidden/": "b"}, default="a"))
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-    before = nnx.as_pure(nnx.state(model, nnx.Param))
+    before = raw(nnx.state(model, nnx.Param))
     grads = nnx.grad(lambda m: jnp.sum(m.out(m.hidden(jnp.ones((1, 2))))))(model)
     optimizer.update(model, grads)
-    after = nnx.as_pure(nnx.state(model, nnx.Param))
+    after = raw(nnx.state(model, nnx.Param))
     assert_trees_equal(after["hidden"], before["hidden"])
     assert not np.array_equal(after["out"]["kernel"], before["out"]["kernel"])

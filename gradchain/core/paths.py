@@ -9,7 +9,7 @@ parameter::
 
 Dict keys are written with ``str``, dataclass and attribute fields by name,
 sequence indices as numbers. An nnx ``Variable`` (anything with
-``get_value`` and ``get_metadata``) is one parameter: its path is that of the
+``get_metadata``) is one parameter: its path is that of the
 variable, not of the array inside it, so the raw arrays ``nnx.Optimizer``
 hands to ``update`` and the variables it hands to ``init`` get the same
 paths. A tree that is a single array has the path ``""``.
@@ -30,8 +30,12 @@ __all__ = ["flatten_params", "is_variable", "key_str", "leaf_paths", "paths"]
 
 
 def is_variable(node: Any) -> bool:
-    """True for a Flax nnx ``Variable`` (duck-typed: gradchain does not import Flax)."""
-    return hasattr(node, "get_value") and hasattr(node, "get_metadata")
+    """True for a Flax nnx ``Variable`` (duck-typed: gradchain does not import Flax).
+
+    ``get_metadata`` is the mark every flax >= 0.12 Variable has (``get_value``
+    came with 0.12.7; before it a Variable flattens with a ``value`` key).
+    """
+    return hasattr(node, "get_metadata")
 
 
 def key_str(key: Any) -> str:
