@@ -67,7 +67,14 @@ from gradchain.persistence import (
     transform_from_config,
 )
 from gradchain.privacy import calibrate_noise_multiplier, compute_epsilon, dp_sgd
-from gradchain.training import batch_grads, clip_per_example, per_example_grads, run_train_step
+from gradchain.training import (
+    batch_grads,
+    clip_per_example,
+    flat_train_step,
+    pack_params,
+    per_example_grads,
+    run_train_step,
+)
 from gradchain.wrappers import (
     accumulate,
     flatten,
@@ -99,6 +106,7 @@ __all__ = [
     "dp_sgd",
     "federated",
     "fisher",
+    "flat_train_step",
     "flatten",
     "frank_wolfe",
     "freeze",
@@ -113,6 +121,7 @@ __all__ = [
     "modules",
     "named_chain",
     "optimizers",
+    "pack_params",
     "partition",
     "per_example_grads",
     "persistence",

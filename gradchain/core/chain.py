@@ -24,11 +24,31 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+from gradchain.core.layout import find_layout, is_packed, pack, plan
 from gradchain.core.registry import field, to_json_value
 from gradchain.core.transform import Transform, adapt, check_aux_names, element_name
 from gradchain.core.tree import PyTree, as_arrays, check_trainable
 
-__all__ = ["Chain", "chain", "named_chain", "unique_keys"]
+__all__ = ["LAYOUTS", "Chain", "accepts_packed", "chain", "named_chain", "unique_keys"]
+
+#: How a chain lays out its work: ``"auto"`` packs small leaves into flat
+#: buffers when every element computes the same on them (see
+#: :mod:`gradchain.core.layout`); ``"per-leaf"`` runs every leaf on its own.
+LAYOUTS = ("auto", "per-leaf")
+
+
+def accepts_packed(tx: Any, same_draws: bool = False) -> bool:
+    """Whether ``tx`` computes on a :class:`~gradchain.core.layout.Packed` tree what it
+    computes per leaf: a chain of such elements, or a class declaring ``packable = True``.
+
+    With ``same_draws``, also refuse ``stochastic`` classes: packed, their random
+    numbers fall on other entries (same distribution, other values).
+    """
+    if isinstance(tx, Chain):
+        return all(accepts_packed(t, same_draws) for t in tx.elements)
+    cls = type(tx)
+    return (isinstance(tx, Transform) and bool(getattr(cls, "packable", False))
+            and not (same_draws and getattr(cls, "stochastic", False)))
 
 
 def unique_keys(names: list[str], reserved: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -67,14 +87,25 @@ class Chain(Transform, register=False):
         transforms: the elements, gradchain transforms or optax transformations.
         names: the state key of each element; by default each element's name,
             later duplicates suffixed ``_1``, ``_2``...
+        layout: ``"auto"`` (default): when every element accepts packed
+            buffers (:func:`accepts_packed`) and none exchanges auxiliary
+            variables, ``init`` packs the small leaves of the params
+            (:func:`gradchain.core.layout.plan`) and the state holds flat
+            buffers; ``update`` then packs the gradients the same way and
+            slices the updates back. ``"per-leaf"``: every leaf on its own
+            (for debugging; the results agree, see the README's performance
+            section for which transforms agree bit for bit).
     """
 
     transforms: tuple[Any, ...] = field(default=(), convert=lambda value, _: tuple(value))
     names: tuple[str, ...] | None = field(
         default=None, convert=lambda value, _: None if value is None else tuple(value)
     )
+    layout: str = field(default="auto", kw_only=True)
 
     def __check_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"chain `layout` must be one of {list(LAYOUTS)}, got {self.layout!r}.")
         names = self.names
         if names is not None and (
             len(names) != len(self.transforms) or len(set(names)) != len(names)
@@ -113,7 +144,14 @@ class Chain(Transform, register=False):
                 trained; the message names its path).
         """
         check_trainable(params)
-        return {k: t.init(params) for k, t in zip(self.keys, self.elements)}
+        layout = plan(params) if self.packs and not is_packed(params) else None
+        inner = params if layout is None else pack(params, layout, "params")
+        return {k: t.init(inner) for k, t in zip(self.keys, self.elements)}
+
+    @functools.cached_property
+    def packs(self) -> bool:
+        """Whether ``init`` packs the params (when a bucket forms, see ``layout``)."""
+        return self.layout == "auto" and not self.aux_names and accepts_packed(self, same_draws=True)
 
     def update(
         self,
@@ -124,10 +162,14 @@ class Chain(Transform, register=False):
     ) -> tuple[PyTree, dict[str, PyTree]]:
         _check_state_keys(self.keys, state)
         updates, params = as_arrays(updates, floats=True), as_arrays(params)
+        layout = find_layout(state) if self.packs and not is_packed(updates) else None
+        if layout is not None:
+            updates = pack(updates, layout, "gradients")
+            params = None if params is None else pack(params, layout, "params")
         new_state = {}
         for key, tx in zip(self.keys, self.elements):
             updates, new_state[key] = tx.update(updates, state[key], params, **extra_args)
-        return updates, new_state
+        return (updates if layout is None else updates.unpack()), new_state
 
     # -- hooks -------------------------------------------------------------------
     def start_round(self, state: Mapping[str, PyTree]) -> dict[str, PyTree]:
@@ -178,12 +220,12 @@ class Chain(Transform, register=False):
                     "gradchain transforms have a config."
                 )
             specs.append(to_json_value(tx))
-        return {"transforms": specs}
+        return {"transforms": specs} if self.layout == "auto" else {"transforms": specs, "layout": self.layout}
 
 
-def chain(*transforms: Any) -> Chain:
+def chain(*transforms: Any, layout: str = "auto") -> Chain:
     """Compose transformations in order (see :class:`Chain`)."""
-    return Chain(transforms)
+    return Chain(transforms, layout=layout)
 
 
 def named_chain(*named: tuple[str, Any]) -> Chain:

@@ -39,6 +39,7 @@ class ClampGradient(RowwiseModule):
     name = "clamp"
     real_only: ClassVar[bool] = True
     elementwise: ClassVar[bool] = True
+    packable: ClassVar[bool] = True
     example_config: ClassVar[dict] = {"clamp_min": -0.5, "clamp_max": 0.5}
 
     clamp_min: float | None = None

@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 
 import jax
 
+from gradchain.core.layout import is_packed
+from gradchain.core.segments import map_packed, segment_l2_norms
 from gradchain.core.transform import EmptyState, Module
 from gradchain.core.tree import (
     PyTree,
@@ -47,6 +49,7 @@ class L2Clipping(Module):
     """
 
     name: ClassVar[str] = "l2-clipping"
+    packable: ClassVar[bool] = True
 
     max_norm: float = 1.0
 
@@ -56,11 +59,19 @@ class L2Clipping(Module):
     def update(
         self, updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra: Any
     ) -> tuple[PyTree, EmptyState]:
+        if is_packed(updates):  # one segment per tensor (norms to float rounding)
+            layout = updates.layout
+            return map_packed(
+                updates,
+                lambda b, i: _scaled(b, clip_factor(segment_l2_norms(b, layout.segments(i)), self.max_norm)),
+                self._clip_leaves,
+            ), state
         leaves, treedef = jax.tree.flatten(updates)
-        norms = leaf_norms(leaves)  # one overflow check for the whole tree
-        return treedef.unflatten(
-            [_scaled(g, clip_factor(n, self.max_norm)) for g, n in zip(leaves, norms)]
-        ), state
+        return treedef.unflatten(self._clip_leaves(leaves)), state
+
+    def _clip_leaves(self, leaves: list[Any]) -> list[Any]:
+        norms = leaf_norms(leaves)  # one overflow check for all of them
+        return [_scaled(g, clip_factor(n, self.max_norm)) for g, n in zip(leaves, norms)]
 
 
 class L2GlobalClipping(Module):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 
 from gradchain.core.param_ndim import row_l1_norm, row_l2_norm
+from gradchain.core.segments import segment_l1_norms, segment_l2_norms
 from gradchain.core.validation import check_number
 from gradchain.modules.row_module import TINY, RowwiseModule
 
@@ -39,6 +40,7 @@ class L1Normalize(RowwiseModule):
 
     name = "l1-normalize"
     example_config: ClassVar[dict] = {"param_ndim": None}
+    packable: ClassVar[bool] = True
 
     div_by_zero_eps: float = TINY
 
@@ -47,6 +49,9 @@ class L1Normalize(RowwiseModule):
 
     def transform_rows(self, rows: jax.Array) -> jax.Array:
         return rows / jnp.maximum(row_l1_norm(rows), self.div_by_zero_eps)
+
+    def transform_segments(self, buffer: jax.Array, sizes: Any) -> jax.Array:
+        return buffer / jnp.maximum(segment_l1_norms(buffer, sizes), self.div_by_zero_eps)
 
 
 class L2Normalize(RowwiseModule):
@@ -75,6 +80,7 @@ class L2Normalize(RowwiseModule):
 
     name = "l2-normalize"
     example_config: ClassVar[dict] = {"param_ndim": None}
+    packable: ClassVar[bool] = True
 
     div_by_zero_eps: float = TINY
 
@@ -83,6 +89,9 @@ class L2Normalize(RowwiseModule):
 
     def transform_rows(self, rows: jax.Array) -> jax.Array:
         return rows / jnp.maximum(row_l2_norm(rows), self.div_by_zero_eps)
+
+    def transform_segments(self, buffer: jax.Array, sizes: Any) -> jax.Array:
+        return buffer / jnp.maximum(segment_l2_norms(buffer, sizes), self.div_by_zero_eps)
 
 
 class Sign(RowwiseModule):
@@ -108,6 +117,7 @@ class Sign(RowwiseModule):
     """
 
     name = "sign"
+    packable: ClassVar[bool] = True
     real_only: ClassVar[bool] = True
     elementwise: ClassVar[bool] = True
 

@@ -14,7 +14,9 @@ from typing import Any, ClassVar
 
 import jax
 
+from gradchain.core.layout import Packed, is_packed
 from gradchain.core.param_ndim import check_param_ndim, map_rows
+from gradchain.core.segments import map_packed, row_counter
 from gradchain.core.transform import EmptyState, Module
 from gradchain.core.tree import PyTree, compute_dtype, map_leaves, reject_complex
 from gradchain.core.validation import check_number, check_optional_int
@@ -79,6 +81,8 @@ class RowwiseModule(Module, register=False):
     def update(
         self, updates: PyTree, state: Any, params: PyTree | None = None, **extra_args: Any
     ) -> tuple[PyTree, Any]:
+        if is_packed(updates):
+            return self._packed_update(updates), state
         self.check_real(updates)
         if self.elementwise:
             check_param_ndim(updates, self.param_ndim, self)
@@ -87,6 +91,28 @@ class RowwiseModule(Module, register=False):
             lambda rows: self.finish(self.transform_rows(rows)), self.param_ndim, updates, owner=self
         )
         return out, state
+
+    def transform_segments(self, buffer: jax.Array, sizes: Any) -> jax.Array:
+        """:meth:`transform_rows` on a packed buffer (compute dtype) whose rows are
+        segments of ``sizes`` entries (see :mod:`gradchain.core.segments`); a class
+        implementing it may declare ``packable = True``."""
+        raise NotImplementedError(f"{type(self).__qualname__} does not implement `transform_segments`.")
+
+    def _packed_update(self, updates: Packed) -> Packed:
+        layout = updates.layout
+        self.check_real(layout.abstract_tree())
+
+        def bucket(b: jax.Array, i: int) -> jax.Array:
+            if self.elementwise:
+                return self._elementwise(b)
+            x = b.astype(compute_dtype(b.dtype))
+            rows = layout.segments(i, row_counter(self.param_ndim, self))
+            return self.finish(self.transform_segments(x, rows)).astype(b.dtype)
+
+        def apart(leaves: list[Any]) -> list[Any]:
+            return jax.tree.leaves(self.update(leaves, EmptyState())[0])
+
+        return map_packed(updates, bucket, apart, self.param_ndim, self)
 
     def _elementwise(self, g: jax.Array) -> jax.Array:
         return self.finish(self.transform_rows(g.astype(compute_dtype(g.dtype)))).astype(g.dtype)

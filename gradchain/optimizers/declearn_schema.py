@@ -64,6 +64,8 @@ DECLEARN_ARGS: dict[str, dict[str, tuple[str, ...]]] = {
 #: gradchain-only Optimizer arguments that change nothing for declearn, which
 #: has that behaviour built in: dropped from declearn exports without a complaint.
 _NATIVE_IN_DECLEARN = ("declearn_schedules",)
+# How the work is laid out changes no number: declearn loads the config without it.
+_EXECUTION_ONLY = ("layout",)
 
 
 def _is_default(f: dataclasses.Field, value: Any) -> bool:
@@ -139,7 +141,7 @@ def optimizer_config(opt: Any) -> tuple[dict[str, Any], list[str]]:
             found = ["groups (parameter groups are gradchain-only)"]
         else:
             config[f.name] = to_json_value(value)
-            found = [] if f.name in _NATIVE_IN_DECLEARN else [f"{f.name} (a gradchain-only Optimizer argument)"]
+            found = [] if f.name in _NATIVE_IN_DECLEARN + _EXECUTION_ONLY else [f"{f.name} (a gradchain-only Optimizer argument)"]
         features += found
     return config, features
 

@@ -20,6 +20,7 @@ from typing import Any
 import jax
 
 from gradchain.core.chain import Chain, unique_keys
+from gradchain.core.layout import repack_like, unpack_all
 from gradchain.core.partition import Partition
 from gradchain.core.registry import field
 from gradchain.core.state_io import from_plain, to_plain
@@ -40,7 +41,9 @@ from gradchain.training.step import run_train_step
 
 __all__ = ["Optimizer"]
 
-_CONFIG_KEYS = ("lrate", "w_decay", "regularizers", "modules", "constraints", "declearn_schedules", "groups")
+_CONFIG_KEYS = (
+    "lrate", "w_decay", "regularizers", "modules", "constraints", "declearn_schedules", "groups", "layout",
+)
 _GROUPS = ("regularizers", "modules", "constraints")
 DESCENT = "descent"
 
@@ -71,6 +74,13 @@ class Optimizer(Transform, register=False):
             ``"frozen": True`` (see :mod:`gradchain.optimizers.groups`). A
             parameter follows the first group matching it, else the
             settings above.
+        layout: how the work is laid out (keyword only): ``"auto"`` (default)
+            packs the small leaves of the params into flat buffers when the
+            pipeline computes the same on them, so that the state holds a few
+            buffers instead of one per leaf (see :class:`gradchain.chain`);
+            ``"per-leaf"`` runs each leaf on its own (for debugging).
+            :meth:`get_state`, :meth:`set_state` and checkpoints see the
+            per-leaf layout either way.
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
@@ -93,6 +103,7 @@ class Optimizer(Transform, register=False):
     constraints: Any = field(default=(), convert=functools.partial(parse_plugins, family=Constraint))
     declearn_schedules: bool = field(default=False, kw_only=True)
     groups: Any = field(default=(), convert=parse_groups, kw_only=True)
+    layout: str = field(default="auto", kw_only=True)
 
     def __check_init__(self) -> None:
         _ = self.pipeline  # builds the chain: rejects clashing auxiliary-variable names
@@ -109,6 +120,7 @@ class Optimizer(Transform, register=False):
             (*plugins, Descent(self.lrate, self.w_decay, declearn_schedules=self.declearn_schedules),
              *self.constraints),
             names=(*keys[:n], DESCENT, *keys[n:]),
+            layout=self.layout,
         )
 
     @property
@@ -384,6 +396,7 @@ class Optimizer(Transform, register=False):
                 f"This state does not belong to this optimizer: expected keys "
                 f"{sorted(self.pipeline.keys)}."
             )
+        state = unpack_all(state)  # the per-leaf layout, whichever layout ran
         if format == "declearn":
             return declearn_state.to_declearn(self, to_plain(self._grouped(state)))
         return to_plain(self._grouped(state), as_lists=as_lists)
@@ -426,4 +439,5 @@ class Optimizer(Transform, register=False):
                     f"(its {group}: {list(keys)})."
                 )
         target = jax.eval_shape(self.init, params)
-        return self._ungrouped(from_plain(self._grouped(target), states))
+        per_leaf = self._ungrouped(from_plain(self._grouped(unpack_all(target)), states))
+        return repack_like(per_leaf, target)

@@ -37,6 +37,7 @@ import filelock
 import jax
 import numpy as np
 
+from gradchain.core.layout import repack_like, unpack_all
 from gradchain.core.tree import PyTree, abstract, abstract_state
 from gradchain.persistence.checksum import tree_checksums
 from gradchain.persistence.config import transform_config, transform_from_config
@@ -230,7 +231,8 @@ def save_checkpoint(
     problem = state_mismatch(tx, state, params)
     if problem:
         raise ValueError(f"The state does not match the transformation {type(tx).__name__}: {problem}.")
-    state, params = _global(state), _global(params)
+    # written in the per-leaf layout, whichever layout ran: any layout restores it
+    state, params = _global(unpack_all(state)), _global(params)
     arrays = {"state": array_records(state)}
     if params is not None:
         arrays["params"] = array_records(params)
@@ -374,7 +376,8 @@ def _restore_step(step_dir: pathlib.Path, like: PyTree, verify: bool) -> Restore
     manifest = read_manifest(manifest_file, verify)
     tx = transform_from_config(manifest["transform"])
     abstract_params = abstract(like)
-    targets = {"state": _state_target(tx, abstract_params)}
+    packed_target = _state_target(tx, abstract_params)
+    targets = {"state": unpack_all(packed_target)}
     if manifest["has_params"]:
         targets["params"] = abstract_params
     for item, target in targets.items():
@@ -385,7 +388,7 @@ def _restore_step(step_dir: pathlib.Path, like: PyTree, verify: bool) -> Restore
     if verify:
         for item, tree in restored.items():
             _verify(step_dir / item, item, tree, manifest["arrays"][item])
-    return Restored(tx, restored["state"], restored.get("params"))
+    return Restored(tx, repack_like(restored["state"], packed_target), restored.get("params"))
 
 
 def _read_item(step_dir: pathlib.Path, item: str, target: PyTree) -> PyTree:

@@ -78,6 +78,7 @@ def transform_config(tx: Any) -> dict[str, Any]:
             "config": {
                 "transforms": [transform_config(t) for t in tx.transforms],
                 "names": None if tx.names is None else list(tx.names),
+                **({} if tx.layout == "auto" else {"layout": tx.layout}),
             },
         }
     for family, registry in _FAMILIES.items():
@@ -105,7 +106,7 @@ def transform_from_config(config: Mapping[str, Any]) -> Any:
     if kind == "chain":
         transforms = tuple(transform_from_config(c) for c in body.get("transforms", ()))
         names = body.get("names")
-        return Chain(transforms, names=None if names is None else tuple(names))
+        return Chain(transforms, names=None if names is None else tuple(names), layout=body.get("layout", "auto"))
     if kind == "partition":
         parts = {label: transform_from_config(c) for label, c in _entry(body, "transforms", kind).items()}
         return Partition(parts, PathRules.from_config(_entry(body, "labels", kind)))

@@ -6,6 +6,7 @@ declearn's ``run_train_step`` without an import circle.
 """
 
 from gradchain.training.chunks import CHUNK_BYTES, auto_chunk, split_in_chunks
+from gradchain.training.flat import flat_train_step, pack_params
 from gradchain.training.gradients import (
     CLIPPING_MODES,
     MAX_WEIGHTED_PASSES,
@@ -22,6 +23,8 @@ __all__ = [
     "auto_chunk",
     "batch_grads",
     "clip_per_example",
+    "flat_train_step",
+    "pack_params",
     "per_example_grads",
     "run_train_step",
     "split_in_chunks",

@@ -1,0 +1,268 @@
+"""The packed layout: planning, packing round trips, errors, the state's boundaries
+(get_state / set_state / checkpoints), chains and configs, sharding, the flat train step."""
+
+from __future__ import annotations
+
+import textwrap
+
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+from report_script import run_report_script
+
+import gradchain as gc
+from gradchain.core.layout import (
+    PACK_MIN_LEAVES,
+    Packed,
+    find_layout,
+    pack,
+    pack_tree,
+    plan,
+    unpack_all,
+)
+
+
+def _tree(n=12, dtype=jnp.float32, seed=0, big=()):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in range(n):
+        shape = (3, i % 4 + 1) if i % 2 else (i + 2,)
+        if i in big:
+            shape = (300_000,)
+        out[f"l{i:02d}"] = jnp.asarray(rng.normal(size=shape), dtype)
+    return out
+
+
+# -- planning and packing ----------------------------------------------------------------
+def test_plan_buckets_small_leaves_by_dtype_and_keeps_large_and_rare_ones_apart():
+    tree = {**_tree(10, big=(0,)), "half": [jnp.ones(3, jnp.bfloat16)] * 3}
+    layout = plan(tree)
+    assert layout.names[0] == "packed:float32" and layout.n_buckets == 1  # 3 bf16 leaves: too few
+    packed = pack(tree, layout)
+    assert packed.buffers[0].shape == (sum(x.size for k, x in tree.items() if k not in ("l00", "half")),)
+    assert [b.shape for b in packed.buffers[1:]] == [(3,), (3,), (3,), (300_000,)]  # "half" sorts first
+    assert plan(_tree(PACK_MIN_LEAVES - 1)) is None  # too few small leaves: per leaf
+    assert plan(_tree(3), min_leaves=2).n_buckets == 1
+
+
+leaf_shapes = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5)), min_size=1, max_size=14)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shapes=leaf_shapes, dtypes=st.lists(st.sampled_from(["float32", "bfloat16", "float16", "complex64"]),
+                                           min_size=14, max_size=14), limit=st.sampled_from([None, 0, 4, 10]))
+def test_pack_then_unpack_is_the_identity(shapes, dtypes, limit):
+    rng = np.random.default_rng(len(shapes))
+    tree = [jnp.asarray(rng.normal(size=(a, b) if a else (b,)), dtypes[i]) for i, (a, b) in enumerate(shapes)]
+    packed = pack_tree(tree, max_leaf_size=limit)
+    back = packed.unpack()
+    assert jax.tree.structure(back) == jax.tree.structure(tree)
+    for x, y in zip(back, tree):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert jax.jit(lambda p: p.unpack())(packed)[0].shape == tree[0].shape
+
+
+def test_packed_trees_map_jit_and_vmap_as_pytrees():
+    packed = pack_tree(_tree())
+    doubled = jax.jit(lambda p: jax.tree.map(lambda x: 2 * x, p))(packed)
+    assert isinstance(doubled, Packed) and doubled.layout == packed.layout
+    stacked = jax.tree.map(lambda x: jnp.stack([x, x]), packed)
+    assert jax.vmap(lambda p: jax.tree.map(jnp.sum, p))(stacked).buffers[0].shape == (2,)
+    assert "packed:float32" in jax.tree_util.keystr(jax.tree_util.tree_flatten_with_path(packed)[0][0][0])
+
+
+# -- the Optimizer and chains -------------------------------------------------------------
+def test_default_optimizer_packs_and_per_leaf_does_not():
+    params = _tree()
+    assert isinstance(gc.adam(0.1).init(params)["adam"].mu, Packed)
+    per_leaf = gc.Optimizer(0.1, modules=["adam"], layout="per-leaf").init(params)
+    assert per_leaf["adam"].mu["l00"].shape == params["l00"].shape
+    assert find_layout(gc.sgd(0.1).init(params)) is None  # no per-parameter state: nothing to pack
+    assert find_layout(gc.Optimizer(0.1, modules=["gaussian-noise", "adam"]).init(params)) is None  # same draws
+    assert find_layout(gc.adam(0.1).init(_tree(3))) is None  # too few leaves to pay
+
+
+def test_chains_pack_once_and_nested_chains_run_on_the_outer_buffers():
+    params, grads = _tree(), _tree(seed=1)
+    inner = gc.chain(gc.modules.Momentum(), gc.modules.Adam())
+    outer = gc.chain(gc.modules.L2Clipping(), inner, optax.scale(-0.1))  # optax element: per leaf...
+    outer_state = outer.init(params)
+    assert outer_state["chain"]["adam"].mu.layout is not None  # ...but the inner chain packs its own state
+    out, _ = jax.jit(outer.update)(grads, outer_state, params)
+    assert jax.tree.structure(out) == jax.tree.structure(params)
+    nested = gc.chain(gc.modules.L2Clipping(), inner)
+    state = nested.init(params)
+    assert find_layout(state) is not None and isinstance(state["chain"]["adam"].mu, Packed)
+    flat_out, _ = jax.jit(nested.update)(grads, state, params)
+    leaf_out, _ = gc.chain(gc.modules.L2Clipping(), inner, layout="per-leaf").update(
+        grads, gc.chain(gc.modules.L2Clipping(), inner, layout="per-leaf").init(params), params)
+    for a, b in zip(jax.tree.leaves(flat_out), jax.tree.leaves(leaf_out)):
+        np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("bad", ["packed", "", None, "PER-LEAF"])
+def test_an_unknown_layout_is_refused(bad):
+    with pytest.raises(ValueError, match="layout"):
+        gc.Optimizer(0.1, layout=bad)
+    with pytest.raises(ValueError, match="layout"):
+        gc.chain(gc.modules.Adam(), layout=bad)
+
+
+def test_gradients_that_do_not_fit_the_packed_state_are_named():
+    opt = gc.adam(0.1)
+    params = _tree()
+    state = opt.init(params)
+    wrong_shape = {**params, "l03": jnp.ones((2, 2))}
+    with pytest.raises(ValueError, match=r"\['l03'\]"):
+        opt.update(wrong_shape, state)
+    with pytest.raises(TypeError, match=r"\['l05'\].*float16.*float32"):
+        opt.update({**params, "l05": params["l05"].astype(jnp.float16)}, state)
+    renamed = {("m" + k[1:] if k == "l07" else k): v for k, v in params.items()}
+    with pytest.raises(ValueError, match="structure"):
+        opt.update(renamed, state)
+
+
+# -- the boundaries: exported state, configs, checkpoints -----------------------------------
+def test_get_state_is_per_leaf_and_set_state_packs_it_back():
+    params, grads = _tree(), _tree(seed=1)
+    auto, per_leaf = gc.adam(0.1), gc.Optimizer(0.1, modules=["adam"], layout="per-leaf")
+    state = auto.init(params)
+    _, state = auto.update(grads, state, params)
+    plain = auto.get_state(state)
+    assert plain["modules"]["adam"]["mu"]["l04"].shape == params["l04"].shape
+    back = auto.set_state(plain, params)
+    assert jax.tree.structure(back) == jax.tree.structure(state)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(a, b)
+    crossed = per_leaf.set_state(plain, params)  # one layout's export loads in the other
+    np.testing.assert_array_equal(crossed["adam"].nu["l04"], state["adam"].nu.unpack()["l04"])
+    declearn = auto.get_state(state, format="declearn")["modules"][0][1]
+    assert declearn["steps"] == 1 and set(declearn["momentum"]["state"]["dump"]) == set(params)
+
+
+def test_layout_round_trips_through_configs_and_is_no_declearn_feature():
+    opt = gc.Optimizer(0.1, modules=["adam"], layout="per-leaf")
+    config = opt.get_config()
+    assert config["layout"] == "per-leaf" and "layout" not in gc.adam(0.1).get_config()
+    assert gc.Optimizer.from_config(config) == opt
+    assert opt.declearn_compatible() and "layout" not in opt.get_config(declearn=True)
+    chain = gc.chain(gc.modules.Adam(), layout="per-leaf")
+    assert gc.transform_from_config(gc.transform_config(chain)) == chain
+
+
+def test_checkpoints_hold_the_per_leaf_state_and_restore_the_packed_one(tmp_path):
+    params, grads = _tree(), _tree(seed=1)
+    opt = gc.adam(0.1)
+    state = opt.init(params)
+    _, state = opt.update(grads, state, params)
+    gc.save_checkpoint(tmp_path / "ckpt", opt, state, params)
+    manifest = (tmp_path / "ckpt").rglob("transform.json")
+    text = "".join(p.read_text() for p in manifest)
+    assert "l04" in text and "packed:" not in text  # per-leaf records on disk
+    back = gc.restore_checkpoint(tmp_path / "ckpt", params)
+    assert isinstance(back.state["adam"].mu, Packed)
+    for a, b in zip(jax.tree.leaves(back.state), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(a, b)
+    # the per-leaf layout's checkpoint holds the same arrays
+    per_leaf = gc.Optimizer(0.1, modules=["adam"], layout="per-leaf")
+    gc.save_checkpoint(tmp_path / "leaf", per_leaf, unpack_all(state), params)
+    again = gc.restore_checkpoint(tmp_path / "leaf", params)
+    np.testing.assert_array_equal(again.state["adam"].mu["l04"], state["adam"].mu.unpack()["l04"])
+
+
+def test_groups_pack_within_each_group():
+    params = {"a": _tree(), "b": _tree(seed=2)}
+    opt = gc.Optimizer(0.1, modules=["adam"], groups=[{"params": "^b/", "lrate": 0.01}])
+    state = opt.init(params)
+    assert isinstance(state["default"]["adam"].mu, Packed) and isinstance(state["groups/0"]["adam"].mu, Packed)
+    plain = opt.get_state(state)
+    assert plain["groups"]["0"]["modules"]["adam"]["mu"]["b"]["l01"].shape == (3, 2)
+    updates, _ = jax.jit(opt.update)(params, state, params)
+    per_leaf = gc.Optimizer(0.1, modules=["adam"], groups=[{"params": "^b/", "lrate": 0.01}], layout="per-leaf")
+    expected, _ = jax.jit(per_leaf.update)(params, per_leaf.init(params), params)
+    for a, b in zip(jax.tree.leaves(updates), jax.tree.leaves(expected)):
+        np.testing.assert_array_max_ulp(np.asarray(a), np.asarray(b), maxulp=4)
+
+
+def test_nan_in_gives_nan_out_packed():
+    params = _tree()
+    grads = {**_tree(seed=1), "l02": jnp.full((4,), jnp.nan)}
+    opt = gc.Optimizer(0.1, modules=["l2-clipping", "adam"])
+    updates, _ = jax.jit(opt.update)(grads, opt.init(params), params)
+    assert np.all(np.isnan(updates["l02"])) and np.all(np.isfinite(updates["l03"]))
+
+
+# -- the flat-parameter train step ----------------------------------------------------------------
+def test_flat_train_step_matches_the_tree_train_step():
+    params = _tree()
+    data = jnp.linspace(-1.0, 1.0, 8)
+
+    def loss_fn(p, x):
+        return sum(jnp.sum(jnp.sin(v) * x[: v.shape[-1]].sum()) for v in jax.tree.leaves(p))
+
+    opt = gc.adam(0.05)
+    flat = gc.pack_params(params)
+    assert len(flat.buffers) == 1
+    flat_state = opt.init(flat)
+    step = jax.jit(gc.flat_train_step(opt, loss_fn))
+    tree_params, tree_state = params, gc.Optimizer(0.05, modules=["adam"], layout="per-leaf").init(params)
+    per_leaf = gc.Optimizer(0.05, modules=["adam"], layout="per-leaf")
+
+    @jax.jit
+    def tree_step(p, s, x):
+        loss, g = jax.value_and_grad(loss_fn)(p, x)
+        u, s = per_leaf.update(g, s, p)
+        return gc.apply_updates(p, u), s, loss
+
+    for _ in range(3):
+        flat, flat_state, loss = step(flat, flat_state, data)
+        tree_params, tree_state, tree_loss = tree_step(tree_params, tree_state, data)
+        np.testing.assert_allclose(loss, tree_loss, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(flat.unpack()), jax.tree.leaves(tree_params)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    with pytest.raises(TypeError, match="l00"):
+        gc.pack_params({"l00": jnp.ones(3, jnp.int32)})
+
+
+# -- sharding ------------------------------------------------------------------------------
+SHARDED = textwrap.dedent(
+    r'''
+    import json, os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    import gradchain as gc
+    from gradchain.core.layout import Packed
+
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    rng = np.random.default_rng(0)
+    params = {f"r{i}": jax.device_put(jnp.asarray(rng.normal(size=(4 + i,)), jnp.float32), NamedSharding(mesh, P()))
+              for i in range(9)}
+    params.update({f"s{i}": jax.device_put(jnp.asarray(rng.normal(size=(8, 3)), jnp.float32),
+                                           NamedSharding(mesh, P("data"))) for i in range(9)})
+    grads = jax.tree.map(lambda x: 0.5 * x, params)
+    opt, per_leaf = gc.adam(0.1), gc.Optimizer(0.1, modules=["adam"], layout="per-leaf")
+    state = opt.init(params)
+    mu = state["adam"].mu
+    updates, state = jax.jit(opt.update)(grads, state, params)
+    expected, _ = jax.jit(per_leaf.update)(grads, per_leaf.init(params), params)
+    worst = max(float(jnp.max(jnp.abs(updates[k] - expected[k]))) for k in params)
+    apart = [n for n in mu.layout.names if not n.startswith("packed:")]
+    specs = {k: str(v.sharding.spec) for k, v in updates.items() if k.startswith("s")}
+    print("REPORT" + json.dumps({"buckets": list(mu.layout.names[:mu.layout.n_buckets]), "apart": apart,
+                                 "worst": worst, "specs": sorted(set(specs.values()))}))
+    '''
+)
+
+
+def test_replicated_leaves_are_packed_and_partitioned_ones_stay_apart():
+    report = run_report_script(SHARDED, timeout=300)
+    assert report["buckets"] == ["packed:float32"]
+    assert sorted(report["apart"]) == [f"['s{i}']" for i in range(9)]
+    assert report["worst"] < 1e-6
+    assert len(report["specs"]) == 1 and "'data'" in report["specs"][0]  # the updates stay partitioned
