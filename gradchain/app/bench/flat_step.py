@@ -57,17 +57,19 @@ def _train_step(tx: Any, loss_fn: Callable, apply: Callable) -> Callable:
     return step
 
 
-def _flat_train_step(opt: Any, loss_fn: Callable, params: Any) -> tuple[Callable, Any]:
-    """``(gc.flat_train_step(opt, loss_fn), gc.tree.pack(params))``.
+def _flat_train_step(opt: Any, loss_fn: Callable, params: Any) -> tuple[Callable, Any, str]:
+    """``(gc.flat_train_step(opt, loss_fn), the params packed, where the step comes from)``.
 
-    A guard until the flat train step lands in the core: without it, a
+    A guard until the flat train step lands in the core (packing by
+    ``gc.tree.pack`` or ``gc.pack_params``, whichever lands): without it, a
     stand-in on ``ravel_pytree``'s single buffer.
     """
-    flat_train_step, pack = getattr(gc, "flat_train_step", None), getattr(gc.tree, "pack", None)
+    flat_train_step = getattr(gc, "flat_train_step", None)
+    pack = getattr(gc.tree, "pack", None) or getattr(gc, "pack_params", None)
     if flat_train_step is not None and pack is not None:
-        return flat_train_step(opt, loss_fn), pack(params)
+        return flat_train_step(opt, loss_fn), pack(params), "gc.flat_train_step"
     flat, unravel = jax.flatten_util.ravel_pytree(params)
-    return _train_step(opt, lambda p, b: loss_fn(unravel(p), b), gc.apply_updates), flat
+    return _train_step(opt, lambda p, b: loss_fn(unravel(p), b), gc.apply_updates), flat, "a stand-in (ravel_pytree)"
 
 
 def bench_flat_step(n_leaves: int, total: int, steps: int = 20, compile_repeats: int = REPEATS) -> dict[str, Any]:
@@ -75,7 +77,7 @@ def bench_flat_step(n_leaves: int, total: int, steps: int = 20, compile_repeats:
     params = uneven_params(n_leaves, total, seed=0)
     target = jnp.float32(0.1)
     ours, theirs = CASES["adam"]
-    flat_step, packed = _flat_train_step(ours(), quadratic_loss, params)
+    flat_step, packed, source = _flat_train_step(ours(), quadratic_loss, params)
     runs = {
         "optax": (_train_step(theirs(), quadratic_loss, optax.apply_updates), theirs(), params),
         "default": (_train_step(ours(), quadratic_loss, gc.apply_updates), ours(), params),
@@ -89,7 +91,7 @@ def bench_flat_step(n_leaves: int, total: int, steps: int = 20, compile_repeats:
     ref, floor = timings["optax"], timings["floor"]["step_ms"]
     return {
         "leaves": n_leaves, "params": int(sum(x.size for x in jax.tree.leaves(params))),
-        "flat_train_step": "gradchain" if hasattr(gc, "flat_train_step") else "stand-in (ravel_pytree)",
+        "flat_train_step": source,
         "timings": timings,
         "step / optax": {label: t["step_ms"] / ref["step_ms"] for label, t in timings.items()},
         "compile / optax": {label: t["compile_s"] / ref["compile_s"] for label, t in timings.items()},
