@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench docs test-oldest clean
+.PHONY: demo test lint bench bench-gpu docs test-oldest clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ demo: $(VENV)/.demo-deps
 
 bench: $(VENV)/.bench-deps
 	$(PY) -m gradchain bench --out benchmarks/results
+
+# The GPU set alone (bench-gpu.*), in the current Python: on a GPU machine where jax with
+# CUDA, flax and optax are installed, nothing else (no venv, no install).
+bench-gpu:
+	PYTHONPATH=. $(PYTHON) -m gradchain bench --gpu --out benchmarks/results
 
 lint: $(VENV)/.test-deps
 	$(PY) -m ruff check .

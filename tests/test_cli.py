@@ -108,15 +108,29 @@ def test_bench_smoke_run_writes_json_markdown_and_png(tmp_path):
     result = run("bench", "--quick", "--no-declearn", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "bench.json").read_text())
-    cases = {row["case"] for row in report["updates"]["rows"]}
-    assert cases == {"adam", "clip+adamw", "declearn pipeline"}
+    rows = report["updates"]["rows"]
+    assert {(row["case"], row["tree"], row["leaves"]) for row in rows} == {
+        (case, tree, n) for case in ("adam", "clip+adamw", "declearn pipeline")
+        for tree, counts in (("uneven", (3, 12)), ("uniform", (4,))) for n in counts}
+    for row in rows:
+        assert set(row["timings"]) == {"optax", "default", "per-leaf", "floor"}
+        assert set(row["ratios"]) == {"default", "per-leaf"} and row["of_floor"]["floor"] == 1.0
+        assert row["timings"]["floor"]["kernels"] <= row["timings"]["optax"]["kernels"]
+        spread = row["timings"]["default"]["step_spread"]
+        assert spread["n"] == 3 and spread["range"][0] <= spread["median"] <= spread["range"][1]
     for errors in report["updates"]["max_relative_difference_vs_optax"].values():
-        # gradchain is as close to the exact (float64) algorithm as optax in float32, or closer
-        assert errors["gradchain"] <= max(1.5 * errors["optax float32"], 1e-6)
+        # gradchain, in both layouts, is as close to the exact (float64) algorithm as optax in float32, or closer
+        assert set(errors) == {"default", "per-leaf", "optax float32"}
+        assert max(errors["default"], errors["per-leaf"]) <= max(1.5 * errors["optax float32"], 1e-6)
+    assert [(t["metric"], t["bound"], t["leaves"]) for t in report["targets"]] == [
+        ("step", 0.9, [12]), ("compile", 0.5, [12]), ("step", 1.05, [3]), ("compile", 1.05, [3])]
+    flat = report["flat_step"]
+    assert set(flat["timings"]) == {"optax", "default", "flat", "floor"} and flat["step / floor"]["floor"] == 1.0
     ratio = report["state_bytes"]["gradchain adam (bf16 moments)"] / report["state_bytes"]["gradchain adam (f32 moments)"]
     assert abs(ratio - 0.5) < 1e-3
     # a parameter group freezing half the params: that half holds no state (only step counters remain)
     assert abs(report["state_bytes"]["frozen half / every param"] - 0.5) < 1e-3
     assert report["declearn"] == {"available": False, "reason": "skipped (--no-declearn)"}
-    assert "## Targets" in (tmp_path / "bench.md").read_text()
+    text = (tmp_path / "bench.md").read_text()
+    assert "Machine: " in text and "## Targets" in text and "## 7. Flat-parameter train step" in text
     assert (tmp_path / "bench.png").stat().st_size > 1000

@@ -7,7 +7,7 @@ Subcommands::
     gradchain list [--json]                      every registered plug-in and scheduler
     gradchain validate CONFIG.json [--params]    check an Optimizer config without training
                                                  (--params: each digits-MLP parameter's group)
-    gradchain bench [--quick --out DIR]          the benchmark harness
+    gradchain bench [--quick --gpu --out DIR]    the benchmark harness (--gpu: the GPU set alone)
     gradchain federated --engine {simulation,flower} [--clients N --rounds R --strategy S --seed S]
 
 Bad input (an unreadable, non-UTF-8, malformed or too deeply nested

@@ -33,7 +33,6 @@ import re
 import shutil
 from typing import Any, NamedTuple
 
-import filelock
 import jax
 import numpy as np
 
@@ -80,6 +79,12 @@ def _orbax() -> Any:
     import orbax.checkpoint as ocp  # heavy; only checkpointing needs it
 
     return ocp
+
+
+def _filelock() -> Any:
+    import filelock  # only saving needs it: `import gradchain` works without it (the GPU benchmark)
+
+    return filelock
 
 
 def _manager(path: pathlib.Path, max_to_keep: int | None) -> Any:
@@ -238,6 +243,7 @@ def save_checkpoint(
         arrays["params"] = array_records(params)
     manifest = make_manifest(config, arrays)
     path.mkdir(parents=True, exist_ok=True)
+    filelock = _filelock()
     lock = filelock.FileLock(path / LOCK_FILE) if jax.process_index() == 0 else None
     refusal: Exception | None = None
     try:

@@ -1,103 +1,202 @@
-"""Write benchmark results as JSON, a Markdown table and a PNG plot."""
+"""Write benchmark results as JSON, a Markdown report and a PNG plot.
+
+The report states the machine, then each benchmark's medians with their
+spread: a step time is ``median [q1-q3]`` (interquartile range over the
+timed steps), a compile time ``median [min-max]`` over the compile repeats.
+The targets table (:mod:`gradchain.app.bench.targets`) marks each case
+``yes`` or ``**no**`` with its worst ratio. The plot needs matplotlib; when
+it is missing, the report says so and no PNG is written.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_report"]
+from gradchain.app.bench.targets import check_targets
 
-TARGETS = {"step": 1.0, "compile": 1.0}
+__all__ = ["markdown", "plot", "write_report"]
+
+#: The plot's colour of each gradchain contender, and line style and marker of each kind of tree.
+_COLOURS = {"default": "tab:blue", "per-leaf": "tab:orange"}
+_STYLES = {"uneven": ("-", "o"), "uniform": (":", "x")}
 
 
-def _mark(ok: bool) -> str:
-    return "yes" if ok else "**no**"
+def _mark(met: bool | None) -> str:
+    return "n/a" if met is None else "yes" if met else "**no**"
 
 
-def markdown(results: dict[str, Any]) -> str:
+def _ms(t: dict) -> str:
+    lo, hi = t["step_spread"]["iqr"]
+    return f"{t['step_ms']:.3f} [{lo:.3f}-{hi:.3f}]"
+
+
+def _s(t: dict) -> str:
+    if t["compile_spread"]["n"] < 2:
+        return f"{t['compile_s']:.2f}"
+    lo, hi = t["compile_spread"]["range"]
+    return f"{t['compile_s']:.2f} [{lo:.2f}-{hi:.2f}]"
+
+
+def _header(results: dict[str, Any]) -> list[str]:
     machine = results["machine"]
+    lines = [f"# {results.get('title', 'gradchain benchmarks')}", "", f"Machine: {machine['description']}.", ""]
+    if results.get("gpu_found") is False:
+        lines += [f"**No GPU was found**: this run used the default backend ({machine['backend']}, "
+                  f"{machine['device_kind']}); its numbers say nothing about a GPU.", ""]
+    lines += [f"Command: `{results['command']}`.", ""]
+    return lines
+
+
+def _updates(updates: dict[str, Any]) -> list[str]:
+    rows = updates["rows"]
+    n_steps = rows[0]["timings"]["optax"]["step_spread"]["n"] if rows else 0
+    n_compiles = max((t["compile_spread"]["n"] for r in rows for t in r["timings"].values()), default=0)
     lines = [
-        "# gradchain benchmarks",
+        "## 1. Optimizer update against optax, and the floor",
         "",
-        f"Machine: {machine['description']}; jax {machine['jax']} on {machine['backend']}.",
-        f"Command: `{results['command']}`.",
+        f"Contenders compiled, then run interleaved in one process, gradients and state donated. "
+        f"Step: median [interquartile range] of {n_steps} timed steps, in ms; compile: median [min-max] "
+        f"of up to {n_compiles} compilations (slow ones once), in s. `default` is gradchain's Optimizer as "
+        "a user gets it, `per-leaf` the same with `layout=\"per-leaf\"`, `floor` the default update on one "
+        "flat buffer of the same size.",
         "",
-        "## 1. Optimizer update: gradchain / optax (medians of donated steps)",
-        "",
-        "| case | leaves | optax step ms | optax compile s | gradchain step | gradchain compile | packed step | packed compile | kernels optax / gc / packed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| case | tree | leaves | contender | step ms | compile s | trace s | kernels "
+        "| step / optax | compile / optax | step / floor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in results["updates"]["rows"]:
-        r, o = row["ratios"], row["optax"]
-        lines.append(
-            f"| {row['case']} | {row['leaves']} | {o['step_ms']:.2f} | {o['compile_s']:.2f} "
-            f"| {r['gradchain']['step']:.2f}x | {r['gradchain']['compile']:.2f}x "
-            f"| {r['gradchain packed']['step']:.2f}x | {r['gradchain packed']['compile']:.2f}x "
-            f"| {o['kernels']} / {row['gradchain']['kernels']} / {row['gradchain packed']['kernels']} |"
-        )
-    eq = results["updates"]["max_relative_difference_vs_optax"]
-    lines += ["", "Same mathematics, checked first: the float32 error over 3 steps (largest "
-              "|u - u_exact| / max |u_exact|) against optax computed in float64, for gradchain "
-              "and for optax itself in float32: "
-              + "; ".join(f"{k} {v['gradchain']:.1e} vs {v['optax float32']:.1e}" for k, v in eq.items()) + ".", ""]
-    lines += _targets(results)
-    for key, title in (("accumulation", "2. Gradient accumulation"), ("per_example", "3. Per-example clipping"),
-                       ("state_bytes", "4. Optimizer state bytes"), ("declearn", "5. declearn itself vs gradchain"),
-                       ("gpu", "6. GPU bandwidth")):
-        if key in results:
-            lines += ["", f"## {title}", "", "```", json.dumps(results[key], indent=2), "```"]
-    return "\n".join(lines) + "\n"
+    for row in rows:
+        for label, t in row["timings"].items():
+            ratio = row["ratios"].get(label, {})
+            vs = lambda key, ratio=ratio: f"{ratio[key]:.2f}x" if key in ratio else ""  # noqa: E731
+            lines.append(f"| {row['case']} | {row['tree']} | {row['leaves']} | {label} | {_ms(t)} | {_s(t)} "
+                         f"| {t['trace_s']:.2f} | {t['kernels']} | {vs('step')} | {vs('compile')} "
+                         f"| {row['of_floor'][label]:.2f}x |")
+    if updates.get("skipped"):
+        lines += ["", "Not run (time budget spent): " + "; ".join(updates["skipped"]) + "."]
+    eq = updates["max_relative_difference_vs_optax"]
+    lines += ["", f"Same mathematics, checked first ({updates.get('equivalence_tree', 'first tree')}): the "
+              "float32 error over 3 steps (largest |u - u_exact| / max |u_exact|) against optax computed in "
+              "float64, for gradchain and for optax itself in float32: "
+              + "; ".join(f"{case}: " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
+                          for case, errors in eq.items()) + ".", ""]
+    return lines
 
 
 def _targets(results: dict[str, Any]) -> list[str]:
-    rows = results["updates"]["rows"]
-    out = ["## Targets", "", "| target | gradchain | packed |", "|---|---|---|"]
-    for metric, bound in TARGETS.items():
-        worst = {label: max(r["ratios"][label][metric] for r in rows) for label in ("gradchain", "gradchain packed")}
-        out.append(f"| {metric} time <= {bound:.2f} at every leaf count | worst {worst['gradchain']:.2f}x "
-                   f"({_mark(worst['gradchain'] <= bound)}) | worst {worst['gradchain packed']:.2f}x "
-                   f"({_mark(worst['gradchain packed'] <= bound)}) |")
-    most = max(r["leaves"] for r in rows)
-    at_most = [r for r in rows if r["leaves"] == most]
-    for label in ("gradchain", "gradchain packed"):
-        best = max(r["ratios"][label]["compile"] for r in at_most)
-        out.append(f"| compile time at {most} leaves (aim 0.5) | {label}: worst case {best:.2f}x | |")
-    return out
+    checked = check_targets(results["targets"], results["updates"]["rows"])
+    cases = list(dict.fromkeys(case for target in checked for case in target["cases"]))
+    lines = ["## Targets: gradchain default / optax, worst ratio and whether it is met", "",
+             "| target | " + " | ".join(cases) + " |", "|---|" + "---|" * len(cases)]
+    for target in checked:
+        leaves = ", ".join(str(n) for n in target["leaves"])
+        cells = []
+        for case in cases:
+            verdict = target["cases"][case]
+            worst = "-" if verdict["worst"] is None else f"{verdict['worst']:.2f}x"
+            cells.append(f"{worst} {_mark(verdict['met'])}")
+        lines.append(f"| {target['metric']} <= {target['bound']:.2f}x at {leaves} leaves ({target['tree']}) | "
+                     + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
-def plot(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
+def _flat_step(flat: dict[str, Any]) -> list[str]:
+    lines = ["## 7. Flat-parameter train step", "",
+             f"Adam on an uneven tree of {flat['leaves']} leaves ({flat['params']} params); the flat step is "
+             f"{flat['flat_train_step']}. Step: median [interquartile range] in ms; compile: median [min-max] in s.",
+             "", "| contender | step ms | compile s | steps / s | step / optax | compile / optax | step / floor |",
+             "|---|---|---|---|---|---|---|"]
+    for label, t in flat["timings"].items():
+        lines.append(f"| {label} | {_ms(t)} | {_s(t)} | {1e3 / t['step_ms']:.1f} | {flat['step / optax'][label]:.2f}x "
+                     f"| {flat['compile / optax'][label]:.2f}x | {flat['step / floor'][label]:.2f}x |")
+    return [*lines, ""]
 
+
+def _as_json(title: str) -> Callable[[Any], list[str]]:
+    return lambda result: [f"## {title}", "", "```", json.dumps(result, indent=2), "```", ""]
+
+
+#: Results key -> its section of the report, in order.
+_SECTIONS: dict[str, Callable[[Any], list[str]]] = {
+    "accumulation": _as_json("2. Gradient accumulation (per micro-step)"),
+    "per_example": _as_json("3. Per-example clipping against a plain step"),
+    "state_bytes": _as_json("4. Optimizer state bytes"),
+    "declearn": _as_json("5. declearn itself vs gradchain"),
+    "gpu": _as_json("6. Adam's bandwidth against a device copy"),
+    "flat_step": _flat_step,
+    "federated": _as_json("8. Federated simulation: one round of vmapped clients"),
+}
+
+
+def markdown(results: dict[str, Any], plot_note: str | None = None) -> str:
+    """The Markdown report of ``results``; ``plot_note`` replaces the plot when there is none."""
+    lines = _header(results)
+    if "updates" in results:
+        lines += _updates(results["updates"])
+        lines += _targets(results)
+    for key, section in _SECTIONS.items():
+        if key in results:
+            lines += section(results[key])
+    if "elapsed_s" in results:
+        lines += [f"The whole run took {results['elapsed_s']:.0f} s.", ""]
+    lines += [plot_note or f"![step and compile time ratios]({results.get('stem', 'bench')}.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, Any], path: Path) -> str | None:
+    """Plot per case the default / optax and per-leaf / optax ratios of step and compile time
+    against the leaf count, with the targets as dotted lines; ``None`` when written, else why not."""
+    try:
+        import matplotlib
+    except ImportError:
+        return "Plot skipped: matplotlib is not installed."
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = results["updates"]["rows"]
     cases = list(dict.fromkeys(r["case"] for r in rows))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, metric in zip(axes, ("step", "compile")):
-        for case in cases:
-            mine = [r for r in rows if r["case"] == case]
-            leaves = [r["leaves"] for r in mine]
-            for label, style in (("gradchain", "-o"), ("gradchain packed", "--s")):
-                ax.plot(leaves, [r["ratios"][label][metric] for r in mine], style, label=f"{case} ({label})")
-        ax.axhline(1.0, color="grey", lw=1)
-        ax.set_xscale("log")
-        ax.set_xlabel("leaves")
-        ax.set_ylabel(f"{metric} time, gradchain / optax")
-        ax.set_title(f"{metric} time ratio (lower is better)")
-    axes[1].axhline(0.5, color="grey", lw=1, ls=":")
-    axes[0].legend(fontsize=7)
+    if not cases:
+        return "Plot skipped: no update was measured."
+    fig, axes = plt.subplots(2, len(cases), figsize=(4.5 * len(cases), 7), squeeze=False)
+    for col, case in enumerate(cases):
+        for row_index, metric in enumerate(("step", "compile")):
+            ax = axes[row_index][col]
+            for tree, (style, marker) in _STYLES.items():
+                mine = sorted((r for r in rows if r["case"] == case and r["tree"] == tree), key=lambda r: r["leaves"])
+                for label, colour in _COLOURS.items():
+                    points = [(r["leaves"], r["ratios"][label][metric]) for r in mine if label in r["ratios"]]
+                    if points:
+                        ax.plot(*zip(*points), style, marker=marker, color=colour, label=f"{label}, {tree}")
+            ax.axhline(1.0, color="grey", lw=1)
+            for target in results.get("targets", []):
+                if target["metric"] == metric:
+                    ax.axhline(target["bound"], color="tab:red", lw=1, ls=":")
+                    ax.annotate(f"target at {', '.join(map(str, target['leaves']))} leaves", (0.01, target["bound"]),
+                                xycoords=("axes fraction", "data"), fontsize=7, color="tab:red", va="bottom")
+            ax.set_xscale("log")
+            ax.set_xticks(sorted({r["leaves"] for r in rows}), [str(n) for n in sorted({r["leaves"] for r in rows})])
+            ax.minorticks_off()
+            ax.set_xlabel("leaves")
+            ax.set_ylabel(f"{metric} time / optax's")
+            ax.set_title(f"{case}: {metric} (lower is better)", fontsize=10)
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return None
 
 
-def write_report(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Write ``bench.json``, ``bench.md`` and ``bench.png`` into ``out_dir``."""
+def write_report(results: dict[str, Any], out_dir: Path, stem: str = "bench") -> dict[str, Path]:
+    """Write ``{stem}.json``, ``{stem}.md`` and (with matplotlib) ``{stem}.png`` into ``out_dir``;
+    return the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / "bench.json", "md": out_dir / "bench.md", "png": out_dir / "bench.png"}
+    paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md"}
+    results = {**results, "stem": stem}
     paths["json"].write_text(json.dumps(results, indent=2))
-    paths["md"].write_text(markdown(results))
-    plot(results, paths["png"])
+    note = plot(results, out_dir / f"{stem}.png") if "updates" in results else "No plot: no update was measured."
+    if note is None:
+        paths["png"] = out_dir / f"{stem}.png"
+    paths["md"].write_text(markdown(results, note))
     return paths

@@ -1,15 +1,17 @@
-"""Timing helpers: trace and compile measured apart, interleaved medians of compilations and donated steps."""
+"""Timing helpers: trace and compile measured apart, interleaved compilations and donated steps,
+summarised by their median and spread."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
-__all__ = ["Compilation", "Contender", "compile_race", "compile_timed", "race", "time_jitted"]
+__all__ = ["Compilation", "Contender", "compile_race", "compile_timed", "measure", "race", "race_samples",
+           "spread", "time_jitted"]
 
 
 class Contender(NamedTuple):
@@ -24,6 +26,20 @@ class Contender(NamedTuple):
 #: Compilations faster than this are repeated (median of 5) to tame timing noise.
 REPEAT_BELOW_S = 5.0
 REPEATS = 5
+
+
+def spread(samples: Sequence[float]) -> dict[str, Any]:
+    """The median of timing samples with their spread: interquartile range and extremes.
+
+    Example:
+        >>> from gradchain.app.bench.timing import spread
+        >>> spread([1.0, 2.0, 3.0, 4.0, 10.0])
+        {'median': 3.0, 'iqr': [2.0, 4.0], 'range': [1.0, 10.0], 'n': 5}
+    """
+    x = np.asarray(samples, float)
+    q1, median, q3 = np.percentile(x, [25, 50, 75])
+    return {"median": float(median), "iqr": [float(q1), float(q3)], "range": [float(x.min()), float(x.max())],
+            "n": int(x.size)}
 
 
 class Compilation(NamedTuple):
@@ -46,8 +62,9 @@ def _compile_once(c: Compilation) -> tuple[Any, float, float]:
 
 
 def compile_race(compilations: Sequence[Compilation], repeats: int = REPEATS) -> dict[str, tuple[Any, dict]]:
-    """``label -> (executable, timings)``: trace and compile seconds of ``jit(fn)``, measured apart,
-    and the HLO kernel count (fusions and copies).
+    """``label -> (executable, timings)``: trace and compile seconds of ``jit(fn)``, measured apart
+    (medians; ``compile_spread`` is :func:`spread` of the compile seconds), and the HLO kernel
+    count (fusions and copies).
 
     Compilations under :data:`REPEAT_BELOW_S` are repeated (median of
     ``repeats``, :data:`REPEATS` by default; 1 for a smoke run), round-robin like :func:`race`, so that a drift of the
@@ -69,6 +86,7 @@ def compile_race(compilations: Sequence[Compilation], repeats: int = REPEATS) ->
         out[c.label] = (executables[c.label], {
             "trace_s": float(np.median(traces[c.label])),
             "compile_s": float(np.median(compiles[c.label])),
+            "compile_spread": spread(compiles[c.label]),
             "kernels": text.count(" fusion(") + text.count(" copy("),
         })
     return out
@@ -79,8 +97,8 @@ def compile_timed(fn: Callable[..., Any], args: Sequence[Any], donate: Sequence[
     return compile_race([Compilation("fn", fn, args, donate)])["fn"]
 
 
-def race(contenders: Sequence[Contender], steps: int = 20, warmup: int = 2) -> dict[str, float]:
-    """Median step milliseconds of each contender, their steps interleaved.
+def race_samples(contenders: Sequence[Contender], steps: int = 20, warmup: int = 2) -> dict[str, list[float]]:
+    """The ``steps`` step times (milliseconds) of each contender, their steps interleaved.
 
     Round-robin calls (one step of each contender per round) expose them all
     to the same machine conditions, so drifts (other processes, frequency
@@ -96,10 +114,32 @@ def race(contenders: Sequence[Contender], steps: int = 20, warmup: int = 2) -> d
             out = c.compiled(*args[c.label])
             jax.block_until_ready(out)
             if i >= warmup:
-                durations[c.label].append(time.perf_counter() - t0)
+                durations[c.label].append((time.perf_counter() - t0) * 1e3)
             if c.carry is not None:
                 args[c.label] = c.carry(out, args[c.label])
-    return {label: float(np.median(d) * 1e3) for label, d in durations.items()}
+    return durations
+
+
+def race(contenders: Sequence[Contender], steps: int = 20, warmup: int = 2) -> dict[str, float]:
+    """Median step milliseconds of each contender (:func:`race_samples`)."""
+    return {label: float(np.median(d)) for label, d in race_samples(contenders, steps, warmup).items()}
+
+
+def measure(compilations: Sequence[Compilation], carries: Mapping[str, Callable[[Any, tuple], tuple] | None],
+            steps: int = 20, repeats: int = REPEATS) -> dict[str, dict[str, Any]]:
+    """:func:`compile_race`, then :func:`race_samples` of the executables on their arguments.
+
+    Returns ``label -> timings``: :func:`compile_race`'s, with ``step_ms``
+    (the median) and ``step_spread`` (:func:`spread` of the step times).
+    ``carries[label]`` builds the next call's arguments from the last output.
+    """
+    compiled = compile_race(compilations, repeats)
+    contenders = [Contender(c.label, compiled[c.label][0], tuple(c.args), carries[c.label]) for c in compilations]
+    timings = {label: dict(t) for label, (_, t) in compiled.items()}
+    for label, samples in race_samples(contenders, steps).items():
+        stats = spread(samples)
+        timings[label].update(step_ms=stats["median"], step_spread=stats)
+    return timings
 
 
 def time_jitted(

@@ -1,109 +1,141 @@
-"""Benchmarks 1 and 4: optimizer update step / compile time, and state bytes (against optax; with a frozen half)."""
+"""Benchmark 1: optimizer update step and compile time against optax, and the floor.
+
+For each case of :data:`~gradchain.app.bench.cases.CASES` and each tree (a
+model-like uneven one or a uniform one, see
+:mod:`~gradchain.app.bench.synthetic`), the contenders compile and then run
+interleaved, in one process, on the same params and gradients:
+
+* ``optax``: the same mathematics written with optax;
+* ``default``: gradchain's Optimizer as a user gets it;
+* ``per-leaf``: the same Optimizer with ``layout="per-leaf"``;
+* ``floor``: the default Optimizer on one flat buffer ``{"w": ...}`` holding
+  every number of the tree, the least an update over that many numbers costs.
+
+Each update gets its gradients and state donated, as in a training step. A
+row reports per contender the step time ``t`` (median and spread over the
+timed steps), the compile time ``c`` (median and spread over the compile
+repeats) and the kernel count, then the ratios ``t / t_optax``,
+``c / c_optax`` and ``t / t_floor``.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
-import gradchain as gc
-from gradchain.app.bench.cases import CASES, check_equivalence
-from gradchain.app.bench.synthetic import synthetic_params
-from gradchain.app.bench.timing import REPEATS, Compilation, Contender, compile_race, race
+from gradchain.app.bench.cases import (
+    CASES,
+    GRADCHAIN_LABELS,
+    check_equivalence,
+    gradchain_contenders,
+)
+from gradchain.app.bench.synthetic import synthetic_params, uneven_params
+from gradchain.app.bench.timing import REPEATS, Compilation, measure
 
-__all__ = ["bench_frozen_half", "bench_state_bytes", "bench_updates"]
+__all__ = ["TREES", "bench_updates", "flat_like"]
+
+#: The kinds of tree: name -> ``fn(n_leaves, total, seed) -> params``.
+TREES: dict[str, Callable[..., dict]] = {"uneven": uneven_params, "uniform": synthetic_params}
 
 
-def _contenders(txs: dict[str, Any], params: dict, grads: dict, repeats: int) -> tuple[list[Contender], dict]:
-    """Each update with the gradients and the state donated (as in a training step,
-    where both are dead afterwards); each call gets a fresh copy of the gradients.
+def flat_like(tree: Any) -> dict[str, jax.Array]:
+    """``{"w": every leaf of tree, raveled and concatenated}``: the floor's single buffer.
 
-    Donating the state alone would make XLA copy buffers whose output slot
-    (matched by shape in order) is not their input slot: with the gradients
-    donated too, inputs and outputs line up for optax and gradchain alike.
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradchain.app.bench.updates import flat_like
+        >>> flat_like({"a": jnp.ones((2, 3)), "b": jnp.zeros(4)})["w"].shape
+        (10,)
     """
-    fresh = lambda: jax.tree.map(jnp.copy, grads)  # noqa: E731
-    args = {label: (fresh(), tx.init(params), params) for label, tx in txs.items()}
-    compiled = compile_race([Compilation(label, lambda g, s, p, tx=tx: tx.update(g, s, p), args[label], (0, 1))
-                             for label, tx in txs.items()], repeats)
-    contenders = [Contender(label, compiled[label][0], args[label], lambda out, a: (fresh(), out[1], a[2]))
-                  for label in txs]
-    return contenders, {label: timings for label, (_, timings) in compiled.items()}
+    return {"w": jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(tree)])}
 
 
-def bench_updates(leaf_counts: list[int], total: int, steps: int = 20, log=print,
-                  compile_repeats: int = REPEATS) -> dict:
-    """Step and compile time of each case at each leaf count: gradchain (per-leaf and
-    packed) and optax, with the ratios gradchain / optax. The three compile and run interleaved
-    (fast compilations ``compile_repeats`` times, for a median)."""
-    rows = []
-    equivalence = None
-    for n in leaf_counts:
-        params = synthetic_params(n, total, seed=0)
-        grads = synthetic_params(n, total, seed=1)
-        if equivalence is None:
-            equivalence = check_equivalence(params, grads)
-        for case, (ours, theirs) in CASES.items():
-            txs = {"optax": theirs(), "gradchain": ours(), "gradchain packed": gc.flatten(ours())}
-            contenders, timings = _contenders(txs, params, grads, compile_repeats)
-            for label, step in race(contenders, steps).items():
-                timings[label]["step_ms"] = step
-                log(f"  {case:18s} {n:5d} leaves  {label:17s} {_fmt(timings[label])}")
-            rows.append({"case": case, "leaves": n, "params": int(sum(x.size for x in jax.tree.leaves(params))),
-                         **timings, "ratios": _ratios(timings)})
-    return {"rows": rows, "max_relative_difference_vs_optax": equivalence}
+def _race(txs: Mapping[str, tuple[Any, dict, dict]], steps: int, repeats: int) -> dict[str, dict]:
+    """Compile then time each ``label -> (tx, params, grads)``, interleaved; the timings per label.
+
+    Each call gets a fresh copy of the gradients: donating the state alone
+    would make XLA copy buffers whose output slot (matched by shape in
+    order) is not their input slot; with the gradients donated too, inputs
+    and outputs line up for optax and gradchain alike.
+    """
+    fresh = lambda grads: jax.tree.map(jnp.copy, grads)  # noqa: E731
+    compilations = [Compilation(label, lambda g, s, p, tx=tx: tx.update(g, s, p), (fresh(g), tx.init(p), p), (0, 1))
+                    for label, (tx, p, g) in txs.items()]
+    carries = {label: (lambda out, a, g=g: (fresh(g), out[1], a[2])) for label, (_, _, g) in txs.items()}
+    return measure(compilations, carries, steps, repeats)
+
+
+def _ratios(timings: dict[str, dict]) -> tuple[dict, dict]:
+    """``(label -> {step, compile, trace+compile} / optax's, label -> step / floor's)``."""
+    ref, floor = timings["optax"], timings["floor"]["step_ms"]
+    ratios = {
+        label: {"step": t["step_ms"] / ref["step_ms"], "compile": t["compile_s"] / ref["compile_s"],
+                "trace+compile": (t["trace_s"] + t["compile_s"]) / (ref["trace_s"] + ref["compile_s"])}
+        for label, t in timings.items() if label in GRADCHAIN_LABELS
+    }
+    return ratios, {label: t["step_ms"] / floor for label, t in timings.items()}
+
+
+def bench_case(case: str, tree: str, n_leaves: int, total: int, steps: int = 20,
+               compile_repeats: int = REPEATS, per_leaf: bool = True) -> dict[str, Any]:
+    """One row: the contenders of ``case`` on a ``tree`` of ``n_leaves`` leaves (``total`` params)."""
+    params, grads = TREES[tree](n_leaves, total, seed=0), TREES[tree](n_leaves, total, seed=1)
+    ours, theirs = CASES[case]
+    txs: dict[str, tuple[Any, dict, dict]] = {"optax": (theirs(), params, grads)}
+    for label, tx in gradchain_contenders(ours).items():
+        if per_leaf or label != "per-leaf":
+            txs[label] = (tx, params, grads)
+    txs["floor"] = (ours(), flat_like(params), flat_like(grads))
+    timings = _race(txs, steps, compile_repeats)
+    ratios, of_floor = _ratios(timings)
+    return {"case": case, "tree": tree, "leaves": n_leaves,
+            "params": int(sum(x.size for x in jax.tree.leaves(params))),
+            "timings": timings, "ratios": ratios, "of_floor": of_floor}
+
+
+def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 20, log=print,
+                  compile_repeats: int = REPEATS, per_leaf: bool = True,
+                  deadline: float | None = None) -> dict[str, Any]:
+    """:func:`bench_case` for every case, tree kind and leaf count, and the equivalence check.
+
+    Args:
+        trees: tree kind (a key of :data:`TREES`) -> leaf counts.
+        total: params per tree.
+        steps: timed steps per contender.
+        log: where progress lines go.
+        compile_repeats: compilations per contender (fast ones; see
+            :func:`~gradchain.app.bench.timing.compile_race`).
+        per_leaf: run the ``per-leaf`` contender too.
+        deadline: a ``time.monotonic()`` after which the remaining rows are
+            not run but listed under ``skipped``.
+
+    The equivalence check (:func:`~gradchain.app.bench.cases.check_equivalence`)
+    runs on the first tree of the first kind.
+    """
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    first_kind = next(iter(trees))
+    n0 = trees[first_kind][0]
+    equivalence = check_equivalence(TREES[first_kind](n0, total, seed=0), TREES[first_kind](n0, total, seed=1))
+    for tree, counts in trees.items():
+        for n in counts:
+            for case in CASES:
+                if deadline is not None and time.monotonic() > deadline:
+                    skipped.append(f"{case} / {tree} / {n} leaves")
+                    continue
+                row = bench_case(case, tree, n, total, steps, compile_repeats, per_leaf)
+                for label, t in row["timings"].items():
+                    log(f"  {case:18s} {tree:8s} {n:5d} leaves  {label:9s} {_fmt(t)}")
+                rows.append(row)
+    return {"rows": rows, "max_relative_difference_vs_optax": equivalence,
+            "equivalence_tree": f"{first_kind}, {n0} leaves", "skipped": skipped}
 
 
 def _fmt(t: dict) -> str:
-    return (f"step {t['step_ms']:8.2f} ms  trace {t['trace_s']:6.2f} s  compile {t['compile_s']:6.2f} s"
-            f"  kernels {t['kernels']}")
-
-
-def _ratios(timings: dict) -> dict:
-    ref = timings["optax"]
-    out = {}
-    for label in ("gradchain", "gradchain packed"):
-        t = timings[label]
-        out[label] = {
-            "step": t["step_ms"] / ref["step_ms"],
-            "compile": t["compile_s"] / ref["compile_s"],
-            "trace+compile": (t["trace_s"] + t["compile_s"]) / (ref["trace_s"] + ref["compile_s"]),
-        }
-    return out
-
-
-def _state_bytes(state: Any) -> int:
-    return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state) if hasattr(x, "dtype")))
-
-
-def bench_state_bytes(n_leaves: int, total: int) -> dict:
-    """Optimizer state bytes of Adam with f32 and bf16 moments, gradchain and optax."""
-    params = synthetic_params(n_leaves, total)
-    rows = {
-        "gradchain adam (f32 moments)": gc.adam(1e-3),
-        "gradchain adam (bf16 moments)": gc.adam(1e-3, moment_dtype="bfloat16"),
-        "optax adam": optax.adam(1e-3),
-        "optax adam (mu_dtype=bf16)": optax.adam(1e-3, mu_dtype=jnp.bfloat16),
-    }
-    out: dict[str, Any] = {name: _state_bytes(jax.eval_shape(tx.init, params)) for name, tx in rows.items()}
-    out["params"] = _state_bytes(params)
-    out.update(bench_frozen_half(n_leaves, total))
-    return out
-
-
-def bench_frozen_half(n_leaves: int, total: int) -> dict[str, Any]:
-    """Adam's state bytes on two equal halves of the params, trained, then with one half frozen
-    by a parameter group: the frozen half holds no state, so the ratio is about one half."""
-    half = synthetic_params(max(1, n_leaves // 2), total // 2)
-    params = {"trained": half, "frozen": half}
-    everything = gc.Optimizer(1e-3, modules=["adam"])
-    frozen = gc.Optimizer(1e-3, modules=["adam"], groups=[{"params": "^frozen/", "frozen": True}])
-    every_bytes = _state_bytes(jax.eval_shape(everything.init, params))
-    frozen_bytes = _state_bytes(jax.eval_shape(frozen.init, params))
-    return {
-        "gradchain adam, every param (two equal halves)": every_bytes,
-        "gradchain adam, one half frozen by a group": frozen_bytes,
-        "frozen half / every param": frozen_bytes / every_bytes,
-    }
+    lo, hi = t["step_spread"]["iqr"]
+    return (f"step {t['step_ms']:8.3f} ms [{lo:.3f}-{hi:.3f}]  trace {t['trace_s']:6.2f} s"
+            f"  compile {t['compile_s']:6.2f} s  kernels {t['kernels']}")

@@ -1,0 +1,172 @@
+"""The benchmark harness: its trees, targets, report, time budget, and the GPU set's smoke run.
+
+The CPU suite's smoke run (``gradchain bench --quick``) is in test_cli.py. No
+test here asserts a timing: only what the harness measures and reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from gradchain.app.bench.report import markdown, write_report
+from gradchain.app.bench.synthetic import synthetic_params, uneven_params
+from gradchain.app.bench.targets import check_targets, issue_targets
+from gradchain.app.bench.updates import bench_updates
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_uneven_tree_puts_ninety_percent_in_every_tenth_leaf():
+    params = uneven_params(300, 400_000, seed=0)
+    sizes = np.array([x.size for x in params.values()])
+    assert len(sizes) == 300 and 0.99 * 400_000 <= sizes.sum() <= 400_000
+    large = np.arange(300) % 10 == 0
+    assert sizes[large].sum() / sizes.sum() == pytest.approx(0.9, abs=2e-3)
+    assert sizes[large].min() > sizes[~large].max()  # every large leaf outweighs every small one
+    # sizes are drawn around each kind's mean, not all equal
+    assert sizes[~large].std() > 0.1 * sizes[~large].mean()
+    # vectors and matrices alternate; shapes do not depend on the seed, values do
+    assert [x.ndim for x in list(params.values())[:4]] == [1, 2, 1, 2]
+    other = uneven_params(300, 400_000, seed=1)
+    assert [x.shape for x in other.values()] == [x.shape for x in params.values()]
+    assert not np.array_equal(other["layer_0000"], params["layer_0000"])
+    assert [x.size for x in uneven_params(1, 1000).values()] == [1000]
+    # the uniform trees are unchanged by the uneven ones' arrival
+    assert [x.shape for x in synthetic_params(3, 300).values()] == [(172,), (9, 9), (37,)]
+    with pytest.raises(ValueError, match="n_leaves"):
+        uneven_params(0, 1000)
+
+
+def _timings(step_ms: float, compile_s: float) -> dict:
+    return {"trace_s": 0.1, "compile_s": compile_s, "kernels": 7, "step_ms": step_ms,
+            "compile_spread": {"median": compile_s, "iqr": [compile_s, compile_s],
+                               "range": [0.9 * compile_s, 1.2 * compile_s], "n": 3},
+            "step_spread": {"median": step_ms, "iqr": [0.95 * step_ms, 1.1 * step_ms],
+                            "range": [0.9 * step_ms, 2 * step_ms], "n": 20}}
+
+
+def _row(case: str, leaves: int, default: tuple[float, float], tree: str = "uneven") -> dict:
+    """A row where optax takes 10 ms / 2 s and the default ``default`` = (step, compile) ratios."""
+    timings = {"optax": _timings(10.0, 2.0), "default": _timings(10.0 * default[0], 2.0 * default[1]),
+               "floor": _timings(5.0, 0.2)}
+    ratios = {"default": {"step": default[0], "compile": default[1], "trace+compile": default[1]}}
+    return {"case": case, "tree": tree, "leaves": leaves, "params": 1000, "timings": timings, "ratios": ratios,
+            "of_floor": {label: t["step_ms"] / 5.0 for label, t in timings.items()}}
+
+
+def _results(rows: list[dict]) -> dict:
+    return {
+        "title": "test report",
+        "machine": {"description": "Test CPU, 2 cores; backend cpu (1 x cpu); jax 0.0", "backend": "cpu",
+                    "device_kind": "cpu"},
+        "command": "gradchain bench --test",
+        "updates": {"rows": rows, "skipped": ["adam / uneven / 1000 leaves"],
+                    "max_relative_difference_vs_optax": {"adam": {"default": 3e-7, "optax float32": 1e-5}}},
+        "targets": issue_targets([10, 300, 1000]),
+    }
+
+
+def test_report_marks_each_target_per_case_with_its_worst_ratio():
+    rows = [_row("adam", 10, (1.02, 1.0)), _row("adam", 300, (0.8, 0.4)), _row("adam", 1000, (0.95, 0.3)),
+            _row("clip+adamw", 10, (1.2, 1.0)), _row("clip+adamw", 300, (0.7, 0.45)),
+            _row("adam", 1000, (3.0, 3.0), tree="uniform")]  # uniform trees carry no target
+    checked = {(t["metric"], tuple(t["leaves"])): t["cases"] for t in check_targets(_results(rows)["targets"], rows)}
+    assert checked[("step", (300, 1000))] == {"adam": {"worst": 0.95, "met": False},
+                                              "clip+adamw": {"worst": 0.7, "met": True}}
+    assert checked[("compile", (300, 1000))]["adam"] == {"worst": 0.4, "met": True}
+    assert checked[("step", (10,))]["clip+adamw"] == {"worst": 1.2, "met": False}
+
+    text = markdown(_results(rows))
+    table = text[text.index("## Targets"):].split("\n\n")[1].splitlines()
+    assert table[0] == "| target | adam | clip+adamw |"
+    assert table[2] == "| step <= 0.90x at 300, 1000 leaves (uneven) | 0.95x **no** | 0.70x yes |"
+    assert table[3] == "| compile <= 0.50x at 300, 1000 leaves (uneven) | 0.40x yes | 0.45x yes |"
+    assert table[4] == "| step <= 1.05x at 10 leaves (uneven) | 1.02x yes | 1.20x **no** |"
+    # the machine, the medians with their spread, the floor fractions, what was not run
+    assert "Machine: Test CPU, 2 cores; backend cpu (1 x cpu); jax 0.0." in text
+    assert "| adam | uneven | 300 | default | 8.000 [7.600-8.800] | 0.80 [0.72-0.96] | 0.10 | 7 | 0.80x | 0.40x | 1.60x |" in text
+    assert "| adam | uneven | 300 | floor | 5.000 [4.750-5.500] | 0.20 [0.18-0.24] | 0.10 | 7 |  |  | 1.00x |" in text
+    assert "Not run (time budget spent): adam / uneven / 1000 leaves." in text
+    assert "adam: default 3.0e-07, optax float32 1.0e-05" in text
+    assert "No GPU" not in text
+    assert "No GPU was found" in markdown({**_results(rows), "gpu_found": False})
+
+
+def test_a_case_without_rows_at_a_target_is_not_applicable():
+    rows = [_row("adam", 10, (1.0, 1.0)), _row("clip+adamw", 10, (1.0, 1.0)), _row("clip+adamw", 300, (0.5, 0.2))]
+    text = markdown(_results(rows))
+    assert "| step <= 0.90x at 300, 1000 leaves (uneven) | - n/a | 0.50x yes |" in text
+
+
+def test_report_without_matplotlib_skips_the_plot_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    rows = [_row("adam", 10, (1.0, 1.0)), _row("adam", 300, (0.8, 0.4))]
+    paths = write_report(_results(rows), tmp_path, stem="bench-gpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench-gpu.json", "bench-gpu.md"]
+    assert set(paths) == {"json", "md"}
+    assert "Plot skipped: matplotlib is not installed." in paths["md"].read_text()
+    assert json.loads(paths["json"].read_text())["updates"]["rows"][1]["ratios"]["default"]["step"] == 0.8
+
+
+def test_update_rows_past_the_deadline_are_listed_not_run():
+    done = bench_updates({"uneven": [2]}, 64, steps=1, compile_repeats=1, log=lambda _: None,
+                         deadline=time.monotonic() - 1.0)
+    assert done["rows"] == []
+    assert done["skipped"] == ["adam / uneven / 2 leaves", "clip+adamw / uneven / 2 leaves",
+                               "declearn pipeline / uneven / 2 leaves"]
+
+
+#: Runs ``python -m gradchain bench --gpu --quick`` with the optional packages made unimportable,
+#: as on a machine where only jax, flax, optax and numpy are installed.
+_WITHOUT_EXTRAS = textwrap.dedent("""
+    import importlib.abc, runpy, sys
+
+    EXTRAS = {"orbax", "flwr", "matplotlib", "filelock", "sklearn", "tqdm", "dp_accounting", "declearn"}
+
+    class NoExtras(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in EXTRAS:
+                raise ImportError(f"{name} is not installed here")
+            return None
+
+    sys.meta_path.insert(0, NoExtras())
+    sys.argv = ["gradchain", "bench", "--gpu", "--quick", "--out", sys.argv[1]]
+    runpy.run_module("gradchain", run_name="__main__")
+""")
+
+
+def test_gpu_set_runs_from_a_checkout_with_only_jax_flax_optax_numpy(tmp_path):
+    env = {**os.environ, "PYTHONPATH": "."}
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_EXTRAS, str(tmp_path)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # its own file names: a GPU run does not overwrite the CPU report
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench-gpu.json", "bench-gpu.md"]
+    report = json.loads((tmp_path / "bench-gpu.json").read_text())
+    text = (tmp_path / "bench-gpu.md").read_text()
+    assert report["gpu_found"] == (jax.default_backend() == "gpu")
+    assert ("No GPU was found" in text) == (not report["gpu_found"])
+    assert "Plot skipped: matplotlib is not installed." in text
+    # the four measurements of the GPU set
+    assert report["gpu"]["available"] and report["gpu"]["params"] == 2**16
+    assert report["per_example"][0]["global / plain"] > 0
+    assert report["federated"]["clients"] == report["federated"]["participants"] == 8
+    assert np.isfinite(report["federated"]["train_loss"])
+    rows = report["updates"]["rows"]
+    assert {(r["case"], r["leaves"]) for r in rows} == {(c, n) for c in ("adam", "clip+adamw", "declearn pipeline")
+                                                       for n in (3, 12)}
+    assert all(set(r["timings"]) == {"optax", "default", "floor"} for r in rows)
+    assert all(r["of_floor"]["floor"] == 1.0 for r in rows)
+    assert [(t["metric"], t["leaves"]) for t in report["targets"]] == [
+        ("step", [12]), ("compile", [12]), ("step", [3]), ("compile", [3])]
+    assert "## Targets" in text and "## 8. Federated simulation" in text
