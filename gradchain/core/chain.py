@@ -163,13 +163,14 @@ class Chain(Transform, register=False):
         _check_state_keys(self.keys, state)
         updates, params = as_arrays(updates, floats=True), as_arrays(params)
         layout = find_layout(state) if self.packs and not is_packed(updates) else None
+        given = updates
         if layout is not None:
             updates = pack(updates, layout, "gradients")
             params = None if params is None else pack(params, layout, "params")
         new_state = {}
         for key, tx in zip(self.keys, self.elements):
             updates, new_state[key] = tx.update(updates, state[key], params, **extra_args)
-        return (updates if layout is None else updates.unpack()), new_state
+        return (updates if layout is None else updates.unpack(like=given)), new_state
 
     # -- hooks -------------------------------------------------------------------
     def start_round(self, state: Mapping[str, PyTree]) -> dict[str, PyTree]:

@@ -19,8 +19,8 @@ Example:
     >>> from gradchain.core.layout import pack_tree
     >>> from gradchain.core.segments import segment_l2_norms
     >>> packed = pack_tree({"a": jnp.array([3.0, 4.0]), "b": jnp.array([1.0])})
-    >>> segment_l2_norms(packed.buffers[0], packed.layout.segments(0))
-    Array([5., 5., 1.], dtype=float32)
+    >>> segment_l2_norms(packed.buffers[0], packed.layout.segments(0))[:4]  # then the padding's 0
+    Array([5., 5., 1., 0.], dtype=float32)
 """
 
 from __future__ import annotations
@@ -95,5 +95,10 @@ def map_packed(
     if param_ndim != "unchecked":
         check_param_ndim(layout.abstract_tree(), param_ndim, owner)
     n = layout.n_buckets
-    buckets = [bucket_fn(b, i) for i, b in enumerate(packed.buffers[:n])]
+    buckets = [_zero_padding(bucket_fn(b, i), layout.used(i)) for i, b in enumerate(packed.buffers[:n])]
     return Packed([*buckets, *apart_fn(list(packed.buffers[n:]))], layout)
+
+
+def _zero_padding(buffer: jax.Array, used: int) -> jax.Array:
+    """Keep a bucket's padding at zero (an affine ``grad_bias`` would move it)."""
+    return buffer if used == buffer.shape[0] else buffer.at[used:].set(0)

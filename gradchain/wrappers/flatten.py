@@ -87,8 +87,8 @@ class Flatten(Wrapper):
         >>> opt = gc.flatten(gc.adam(0.1))
         >>> params = {"a": jnp.ones(3), "b": [jnp.ones((2, 2))]}
         >>> state = opt.init(params)
-        >>> state["adam"].mu.buffers[0].shape   # one flat moment for the small f32 leaves
-        (7,)
+        >>> state["adam"].mu.buffers[0].shape   # one flat moment for the small f32 leaves (7, padded)
+        (128,)
         >>> opt.update(params, state, params)[0]["b"][0].shape
         (2, 2)
 
@@ -130,7 +130,7 @@ class Flatten(Wrapper):
         layout = find_layout(state) or self._layout(updates)
         flat_params = None if params is None else pack(params, layout, "params")
         out, state = self.adapted.update(pack(updates, layout, "gradients"), state, flat_params, **extra_args)
-        return out.unpack(), state
+        return out.unpack(like=updates), state
 
     # -- the Optimizer's conveniences, over the flat layout ---------------------------------
     def apply_gradients(self, params: PyTree, grads: PyTree, state: PyTree, **extra_args: Any) -> tuple:

@@ -67,20 +67,9 @@ CASES: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
 GRADCHAIN_LABELS = ("default", "per-leaf")
 
 
-def _per_leaf(tx: Any) -> Any:
-    """``tx`` in the per-leaf layout.
-
-    A guard until the packed layout lands in the core: an Optimizer without
-    a ``layout`` field already runs per leaf, and is returned as it is.
-    """
-    if any(f.name == "layout" for f in dataclasses.fields(tx)):
-        return dataclasses.replace(tx, layout="per-leaf")
-    return tx
-
-
 def gradchain_contenders(factory: Callable[[], Any]) -> dict[str, Any]:
     """``{"default": factory(), "per-leaf": the same in layout="per-leaf"}``."""
-    return dict(zip(GRADCHAIN_LABELS, (factory(), _per_leaf(factory()))))
+    return dict(zip(GRADCHAIN_LABELS, (factory(), dataclasses.replace(factory(), layout="per-leaf"))))
 
 
 # The declearn pipeline as declearn 2.9 itself writes it (no gradchain-only keys):

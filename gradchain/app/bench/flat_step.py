@@ -57,27 +57,12 @@ def _train_step(tx: Any, loss_fn: Callable, apply: Callable) -> Callable:
     return step
 
 
-def _flat_train_step(opt: Any, loss_fn: Callable, params: Any) -> tuple[Callable, Any, str]:
-    """``(gc.flat_train_step(opt, loss_fn), the params packed, where the step comes from)``.
-
-    A guard until the flat train step lands in the core (packing by
-    ``gc.tree.pack`` or ``gc.pack_params``, whichever lands): without it, a
-    stand-in on ``ravel_pytree``'s single buffer.
-    """
-    flat_train_step = getattr(gc, "flat_train_step", None)
-    pack = getattr(gc.tree, "pack", None) or getattr(gc, "pack_params", None)
-    if flat_train_step is not None and pack is not None:
-        return flat_train_step(opt, loss_fn), pack(params), "gc.flat_train_step"
-    flat, unravel = jax.flatten_util.ravel_pytree(params)
-    return _train_step(opt, lambda p, b: loss_fn(unravel(p), b), gc.apply_updates), flat, "a stand-in (ravel_pytree)"
-
-
 def bench_flat_step(n_leaves: int, total: int, steps: int = 20, compile_repeats: int = REPEATS) -> dict[str, Any]:
     """Step (median and spread) and compile time of each contender, with ratios to optax and the floor."""
     params = uneven_params(n_leaves, total, seed=0)
     target = jnp.float32(0.1)
     ours, theirs = CASES["adam"]
-    flat_step, packed, source = _flat_train_step(ours(), quadratic_loss, params)
+    flat_step, packed = gc.flat_train_step(ours(), quadratic_loss), gc.pack_params(params)
     runs = {
         "optax": (_train_step(theirs(), quadratic_loss, optax.apply_updates), theirs(), params),
         "default": (_train_step(ours(), quadratic_loss, gc.apply_updates), ours(), params),
@@ -91,7 +76,6 @@ def bench_flat_step(n_leaves: int, total: int, steps: int = 20, compile_repeats:
     ref, floor = timings["optax"], timings["floor"]["step_ms"]
     return {
         "leaves": n_leaves, "params": int(sum(x.size for x in jax.tree.leaves(params))),
-        "flat_train_step": source,
         "timings": timings,
         "step / optax": {label: t["step_ms"] / ref["step_ms"] for label, t in timings.items()},
         "compile / optax": {label: t["compile_s"] / ref["compile_s"] for label, t in timings.items()},
