@@ -12,8 +12,10 @@ raveled small leaves of one dtype and one placement, concatenated in leaf
 order) and then the *apart* leaves unchanged: leaves larger than
 ``max_leaf_size`` (their own kernels are few, and copying them into a buffer
 would cost a pass over their memory at each step), leaves partitioned over
-several devices (concatenating them would gather them), and the leaves of a
-bucket too small to be worth forming. The layout (which leaf goes where) is
+several devices (concatenating them would gather them), the largest leaves of
+a group whose mean size would pass :data:`PACK_MEAN_LEAF_SIZE`, and the leaves
+of a bucket too small to be worth forming. Each bucket is zero-padded to a
+multiple of :data:`PACK_ALIGN` entries. The layout (which leaf goes where) is
 static: it is the pytree's auxiliary data, so a jitted function sees it at
 trace time, and a state built over a packed tree carries the layout its
 updates must be packed with.

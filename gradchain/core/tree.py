@@ -402,16 +402,13 @@ def _checked_norm(leaves: list[jax.Array], dtype: Any) -> jax.Array:
 
     ``lax.cond`` runs one branch, so a step pays for the scaled passes only
     when it needs them (under ``vmap`` the cond becomes a select: both run).
-    The scaled branch runs on the leaves concatenated: a few kernels to
-    compile instead of two per leaf, for a branch a normal step never takes.
     """
     total = sum(jnp.sum(abs_sq(x)).astype(dtype) for x in leaves)
     safe = jnp.isfinite(total) & (total >= _underflow_bound(dtype))
 
     def scaled() -> jax.Array:
-        flat = [jnp.concatenate([jnp.ravel(x) for x in leaves])] if len(leaves) > 1 else leaves
-        peak = jnp.max(jnp.abs(flat[0])).astype(dtype)
-        return _scaled_norm(flat, peak, None, dtype).reshape(())
+        peak = jnp.max(jnp.stack([jnp.max(jnp.abs(x)).astype(dtype) for x in leaves]))
+        return _scaled_norm(leaves, peak, None, dtype).reshape(())
 
     return jax.lax.cond(safe, lambda: jnp.sqrt(total), scaled)
 
