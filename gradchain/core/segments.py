@@ -34,7 +34,7 @@ import numpy as np
 
 from gradchain.core.layout import Packed
 from gradchain.core.param_ndim import check_param_ndim, rows_shape
-from gradchain.core.tree import abs_sq, compute_dtype
+from gradchain.core.tree import abs_sq, compute_dtype, pow2_scales, real_dtype
 
 __all__ = ["map_packed", "row_counter", "segment_ids", "segment_l1_norms", "segment_l2_norms"]
 
@@ -44,33 +44,31 @@ def segment_ids(sizes: np.ndarray) -> np.ndarray:
     return np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)
 
 
-def _per_entry(values: jax.Array, ids: np.ndarray) -> jax.Array:
-    return values[jnp.asarray(ids)]
-
-
 def segment_l2_norms(buffer: jax.Array, sizes: np.ndarray) -> jax.Array:
     """Each entry's segment L2 norm (real, in the compute dtype), overflow-safe.
 
-    Every segment is scaled by the power of two of its largest magnitude
-    before squaring (exact, no rounding), so 1e20 entries are not lost to
-    overflow nor 1e-30 ones to underflow; NaN in a segment gives NaN.
+    Every segment is scaled by powers of two that bring its largest magnitude
+    into [0.5, 1) before squaring (:func:`gradchain.core.tree.pow2_scales`,
+    as :func:`gradchain.core.tree.l2_norm` does per tensor: exact, no
+    rounding), so 1e20 entries are not lost to overflow nor 1e-30 ones to
+    underflow; NaN in a segment gives NaN.
     """
     x = buffer.astype(compute_dtype(buffer.dtype))
-    ids = segment_ids(sizes)
+    real = real_dtype(x.dtype)
+    ids = jnp.asarray(segment_ids(sizes))
     n = len(sizes)
-    peak = jax.ops.segment_max(jnp.abs(x), jnp.asarray(ids), n, indices_are_sorted=True)
-    _, exponent = jnp.frexp(jnp.where(jnp.isfinite(peak), peak, 1.0))
-    scaled = jnp.ldexp(x, -_per_entry(exponent, ids))
-    sums = jax.ops.segment_sum(abs_sq(scaled), jnp.asarray(ids), n, indices_are_sorted=True)
-    return _per_entry(jnp.ldexp(jnp.sqrt(sums), exponent), ids)
+    peak = jax.ops.segment_max(jnp.abs(x), ids, n, indices_are_sorted=True)
+    a, b = (s.astype(real) for s in pow2_scales(peak))
+    scaled = (x * a[ids]) * b[ids]
+    sums = jax.ops.segment_sum(abs_sq(scaled), ids, n, indices_are_sorted=True)
+    return (jnp.sqrt(sums) / a / b)[ids]
 
 
 def segment_l1_norms(buffer: jax.Array, sizes: np.ndarray) -> jax.Array:
     """Each entry's segment L1 norm (real, in the compute dtype)."""
     x = buffer.astype(compute_dtype(buffer.dtype))
-    ids = segment_ids(sizes)
-    sums = jax.ops.segment_sum(jnp.abs(x), jnp.asarray(ids), len(sizes), indices_are_sorted=True)
-    return _per_entry(sums, ids)
+    ids = jnp.asarray(segment_ids(sizes))
+    return jax.ops.segment_sum(jnp.abs(x), ids, len(sizes), indices_are_sorted=True)[ids]
 
 
 def row_counter(param_ndim: int | None, owner: Any = None) -> Callable[[tuple[int, ...]], int]:

@@ -36,6 +36,7 @@ __all__ = [
     "map_leaves",
     "map_leaves_multi",
     "path_str",
+    "pow2_scales",
     "paths",
     "scale",
     "zeros_leaf",
@@ -340,7 +341,7 @@ def scale(tree: PyTree, factor: Any) -> PyTree:
     return jax.tree.map(lambda x: (x * factor).astype(x.dtype), tree)
 
 
-def _pow2_scales(peak: jax.Array) -> tuple[jax.Array, jax.Array]:
+def pow2_scales(peak: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Two powers of two whose product brings ``peak`` into [0.5, 1) (1 and 1 for 0, inf or NaN).
 
     Scaling by powers of two is exact, so in the normal range the scaled sum
@@ -356,7 +357,7 @@ def _pow2_scales(peak: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def _scaled_norm(xs: list[jax.Array], peak: jax.Array, axis: Any, dtype: Any) -> jax.Array:
     """``sqrt(sum_k sum |x_k|^2)`` computed on the ``x_k`` scaled so that ``peak`` lies in [0.5, 1)."""
-    a, b = _pow2_scales(peak)
+    a, b = pow2_scales(peak)
     total = sum(
         jnp.sum(abs_sq((x * a.astype(real_dtype(x.dtype))) * b.astype(real_dtype(x.dtype))),
                 axis=axis, keepdims=True).astype(dtype)
