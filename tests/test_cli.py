@@ -111,7 +111,7 @@ def test_bench_smoke_run_writes_json_markdown_and_png(tmp_path):
     rows = report["updates"]["rows"]
     assert {(row["case"], row["tree"], row["leaves"]) for row in rows} == {
         (case, tree, n) for case in ("adam", "clip+adamw", "declearn pipeline")
-        for tree, counts in (("uneven", (3, 12)), ("uniform", (4,))) for n in counts}
+        for tree, counts in (("uneven", (3, 12)), ("blocks", (20,)), ("uniform", (4,))) for n in counts}
     for row in rows:
         assert set(row["timings"]) == {"optax", "default", "per-leaf", "floor"}
         assert set(row["ratios"]) == {"default", "per-leaf"} and row["of_floor"]["floor"] == 1.0
@@ -122,8 +122,9 @@ def test_bench_smoke_run_writes_json_markdown_and_png(tmp_path):
         # gradchain, in both layouts, is as close to the exact (float64) algorithm as optax in float32, or closer
         assert set(errors) == {"default", "per-leaf", "optax float32"}
         assert max(errors["default"], errors["per-leaf"]) <= max(1.5 * errors["optax float32"], 1e-6)
-    assert [(t["metric"], t["bound"], t["leaves"]) for t in report["targets"]] == [
-        ("step", 0.9, [12]), ("compile", 0.5, [12]), ("step", 1.05, [3]), ("compile", 1.05, [3])]
+    assert [(t["metric"], t["bound"], t["tree"], t["leaves"]) for t in report["targets"]] == [
+        ("step", 0.9, "uneven", [12]), ("compile", 0.5, "uneven", [12]), ("step", 1.05, "uneven", [3]),
+        ("compile", 1.05, "uneven", [3]), ("step", 1.05, "blocks", [20]), ("compile", 1.05, "blocks", [20])]
     flat = report["flat_step"]
     assert set(flat["timings"]) == {"optax", "default", "flat", "floor"} and flat["step / floor"]["floor"] == 1.0
     ratio = report["state_bytes"]["gradchain adam (bf16 moments)"] / report["state_bytes"]["gradchain adam (f32 moments)"]

@@ -30,7 +30,7 @@ def _tree(n=12, dtype=jnp.float32, seed=0, big=()):
     rng = np.random.default_rng(seed)
     out = {}
     for i in range(n):
-        shape = (3, i % 4 + 1) if i % 2 else (i + 2,)
+        shape = (3, i // 2 + 1) if i % 2 else (i + 2,)  # every shape once
         if i in big:
             shape = (300_000,)
         out[f"l{i:02d}"] = jnp.asarray(rng.normal(size=shape), dtype)
@@ -49,6 +49,30 @@ def test_plan_buckets_small_leaves_by_dtype_and_keeps_large_and_rare_ones_apart(
     assert [b.shape for b in packed.buffers[1:]] == [(3,), (3,), (3,), (300_000,)]  # "half" sorts first
     assert plan(_tree(PACK_MIN_LEAVES - 1)) is None  # too few small leaves: per leaf
     assert plan(_tree(3), min_leaves=2).n_buckets == 1
+
+
+def test_auto_packs_the_shapes_a_per_leaf_computation_would_not_compile_fewer_kernels_for():
+    # XLA compiles one kernel per distinct computation: per leaf, a shape seen m times costs
+    # Adam's 3 kernels once, packed it costs m slices. So shapes seen more than 3 times stay per leaf.
+    blocks = {f"block{b}": {"w": jnp.ones((4, 4)), "b": jnp.ones(4)} for b in range(5)}
+    rare = {f"r{i}": jnp.ones(i + 5) for i in range(8)}
+    twice = {"t0": jnp.ones((2, 7)), "t1": jnp.ones((2, 7)), "t2": jnp.ones((3, 3)), "t3": jnp.ones((3, 3)),
+             "t4": jnp.ones((3, 3))}
+    layout = find_layout(gc.adam(0.1).init({**blocks, **rare, **twice}))
+    packed = {path for path, slot in zip(layout.leaf_paths, layout.slots) if slot.start is not None}
+    assert packed == {*(f"r{i}" for i in range(8)), "t0", "t1", "t2", "t3", "t4"}  # (3, 3) thrice: 3 <= 3
+    def packed_paths(layout):
+        return {path for path, slot in zip(layout.leaf_paths, layout.slots) if slot.start is not None}
+
+    assert packed_paths(plan({**blocks, **rare}, outputs_per_leaf=3)) == {f"r{i}" for i in range(8)}
+    assert len(packed_paths(plan({**blocks, **rare}))) == 18  # no count given: every small leaf
+    # momentum keeps one array per leaf (2 outputs): (3, 3) thrice stays per leaf
+    layout = find_layout(gc.Optimizer(0.1, modules=["momentum"]).init({**rare, **twice}))
+    assert {p for p, s in zip(layout.leaf_paths, layout.slots) if s.start is not None} == {
+        *(f"r{i}" for i in range(8)), "t0", "t1"}
+    # no state per leaf: one kernel per leaf either way, nothing to gain from packing
+    assert find_layout(gc.Optimizer(0.1, modules=["l2-global-clipping"]).init(rare)) is None
+    assert find_layout(gc.sgd(0.1).init(rare)) is None
 
 
 leaf_shapes = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5)), min_size=1, max_size=14)
@@ -183,7 +207,7 @@ def test_groups_pack_within_each_group():
     state = opt.init(params)
     assert isinstance(state["default"]["adam"].mu, Packed) and isinstance(state["groups/0"]["adam"].mu, Packed)
     plain = opt.get_state(state)
-    assert plain["groups"]["0"]["modules"]["adam"]["mu"]["b"]["l01"].shape == (3, 2)
+    assert plain["groups"]["0"]["modules"]["adam"]["mu"]["b"]["l01"].shape == (3, 1)
     updates, _ = jax.jit(opt.update)(params, state, params)
     per_leaf = gc.Optimizer(0.1, modules=["adam"], groups=[{"params": "^b/", "lrate": 0.01}], layout="per-leaf")
     expected, _ = jax.jit(per_leaf.update)(params, per_leaf.init(params), params)

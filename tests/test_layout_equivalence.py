@@ -36,7 +36,7 @@ def _registered():
 
 def _trees():
     rng = np.random.default_rng(0)
-    shapes = [(i + 2,) if i % 2 == 0 else (3, i % 4 + 1) for i in range(12)]
+    shapes = [(i + 2,) if i % 2 == 0 else (3, i // 2 + 1) for i in range(12)]  # every shape once
     params = {f"l{i:02d}": jnp.asarray(rng.normal(size=s), jnp.float32) for i, s in enumerate(shapes)}
     grads = {k: jnp.asarray(2.5 * rng.normal(size=v.shape), jnp.float32) for k, v in params.items()}
     return params, grads

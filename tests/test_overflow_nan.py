@@ -95,6 +95,33 @@ def test_global_norm_is_overflow_safe():
     assert float(gc.tree.global_norm({"a": f32([3e-30, 4e-30])})) == pytest.approx(5e-30, rel=1e-6)
 
 
+@pytest.mark.parametrize("scale", [1e19, 1e-25, 1e-35, 1.0])  # 1e-35: squares far below float32's range
+def test_global_and_leaf_norms_match_float64_at_every_magnitude(scale):
+    # the rescaled pass (after an overflow or an underflow of the plain sum of squares):
+    # huge and tiny entries, bf16 and 2-D leaves, zero leaves
+    rng = np.random.default_rng(0)
+    tree = {"big": f32(rng.normal(size=(3, 4)) * scale), "more": f32(rng.normal(size=7) * scale),
+            "half": jnp.asarray(rng.normal(size=6), jnp.bfloat16) * jnp.bfloat16(min(scale, 1e30)),
+            "zero": jnp.zeros(3), "empty": jnp.zeros((0, 3))}
+    as64 = [np.asarray(jnp.asarray(x, jnp.float32), np.float64) for x in jax.tree.leaves(tree)]
+    expected = np.sqrt(sum(np.sum(x**2) for x in as64))
+    assert float(jax.jit(gc.tree.global_norm)(tree)) == pytest.approx(expected, rel=1e-6)
+    norms = jax.jit(gc.tree.leaf_norms)(tree)
+    np.testing.assert_allclose([float(n) for n in norms], [np.sqrt(np.sum(x**2)) for x in as64], rtol=1e-6)
+    assert float(gc.tree.global_norm({"a": f32([np.inf, 1.0])})) == np.inf
+    assert np.isnan(float(gc.tree.global_norm({"a": f32([np.nan, 1e30])})))
+    assert float(gc.tree.global_norm({"a": f32([3e38] * 4)})) == np.inf  # 6e38: beyond float32
+
+
+def test_norms_of_constant_gradients_are_exact_under_jit():
+    # XLA folds constant gradients (a zero loss, frozen params) and may rewrite (x s)^2 as
+    # x^2 s^2: the rescaling factors keep s^2 finite, so zeros give 0, not 0 * inf = NaN
+    assert float(jax.jit(lambda: gc.tree.global_norm({"a": jnp.zeros((4, 4))}))()) == 0.0
+    assert np.asarray(jax.jit(jax.vmap(gc.tree.l2_norm))(jnp.zeros((3, 5)))).tolist() == [0.0] * 3
+    assert float(jax.jit(lambda: gc.tree.global_norm({"a": jnp.full(3, 1e-30)}))()) == pytest.approx(
+        np.sqrt(3) * 1e-30, rel=1e-6)
+
+
 def test_top_q_keeps_nan():
     mod = gc.modules.TopQ(q=0.5, param_ndim=None)
     out, _ = mod.update(f32([1.0, np.nan, 2.0, 3.0]), mod.init(jnp.zeros(4)))

@@ -116,8 +116,8 @@ def test_sharded_params_give_sharded_state_and_no_gathers():
         # only the scalar all-reduce of l2-global-clipping's global norm may cross devices
         assert not [c for c in collectives if c[1] != "all-reduce"], (name, collectives)
         assert all(shape.split("[")[1].startswith("]") for shape, _ in collectives), (name, collectives)
-    # the global norm's sum of squares, plus the max and scaled sum of its overflow-safe
-    # branch (a lax.cond: they run only when the plain sum over- or underflows)
-    assert report["declearn"]["collectives"] == [["f32[]", "all-reduce"]] * 3
+    # the global norm's sum of squares, plus the rescaled sum of its overflow-safe branch
+    # (a lax.cond: it runs only when the plain sum over- or underflows)
+    assert report["declearn"]["collectives"] == [["f32[]", "all-reduce"]] * 2
     assert report["restore"]["bad"] == []  # a checkpoint restored against sharded params
     assert report["counters"] == [[8, True], [8, True]]

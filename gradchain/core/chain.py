@@ -24,7 +24,9 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from gradchain.core.layout import find_layout, is_packed, pack, plan
+import jax
+
+from gradchain.core.layout import Layout, find_layout, is_packed, pack, plan
 from gradchain.core.registry import field, to_json_value
 from gradchain.core.transform import Transform, adapt, check_aux_names, element_name
 from gradchain.core.tree import PyTree, as_arrays, check_trainable
@@ -89,8 +91,9 @@ class Chain(Transform, register=False):
             later duplicates suffixed ``_1``, ``_2``...
         layout: ``"auto"`` (default): when every element accepts packed
             buffers (:func:`accepts_packed`) and none exchanges auxiliary
-            variables, ``init`` packs the small leaves of the params
-            (:func:`gradchain.core.layout.plan`) and the state holds flat
+            variables, ``init`` packs the small leaves of the params whose
+            shapes do not repeat more often than the chain keeps outputs per
+            leaf (:func:`gradchain.core.layout.plan`) and the state holds flat
             buffers; ``update`` then packs the gradients the same way and
             slices the updates back. ``"per-leaf"``: every leaf on its own
             (for debugging; the results agree, see the README's performance
@@ -144,9 +147,27 @@ class Chain(Transform, register=False):
                 trained; the message names its path).
         """
         check_trainable(params)
-        layout = plan(params) if self.packs and not is_packed(params) else None
+        layout = self._plan(params) if self.packs and not is_packed(params) else None
         inner = params if layout is None else pack(params, layout, "params")
-        return {k: t.init(inner) for k, t in zip(self.keys, self.elements)}
+        return self._init_elements(inner)
+
+    def _init_elements(self, params: PyTree) -> dict[str, PyTree]:
+        return {k: t.init(params) for k, t in zip(self.keys, self.elements)}
+
+    def _plan(self, params: PyTree) -> Layout | None:
+        """The layout ``init`` packs ``params`` by: :func:`plan`, told how many outputs per
+        leaf the per-leaf computation has (the update, and each state array the
+        elements keep per leaf: a Packed node of the state, counted abstractly).
+
+        A chain that keeps no state per leaf is not packed: per leaf, it runs one
+        kernel per leaf, which is what the slices of a packed update cost.
+        """
+        candidate = plan(params)
+        if candidate is None:
+            return None
+        state = jax.eval_shape(lambda p: self._init_elements(pack(p, candidate, "params", check=False)), params)
+        outputs = 1 + sum(1 for node in jax.tree.leaves(state, is_leaf=is_packed) if is_packed(node))
+        return plan(params, outputs_per_leaf=outputs) if outputs > 1 else None
 
     @functools.cached_property
     def packs(self) -> bool:

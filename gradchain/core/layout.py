@@ -1,11 +1,22 @@
 """The packed layout: many small leaves as a few flat buffers, the large ones kept apart.
 
 XLA emits at least one kernel per output buffer, and each costs a roughly
-fixed time to compile (~10 ms on a CPU) and to launch (~20 us). A per-leaf
+fixed time to compile (~10 ms on a CPU) and to launch (~10-20 us). A per-leaf
 Adam has three outputs per leaf (update and two moments), so on a model of
 1000 small tensors the kernels, not the bytes, set both costs. Packed, the
 moments of the small leaves are one buffer per dtype and placement: one
 kernel updates them all, and only the update itself is sliced back per leaf.
+
+XLA compiles each *distinct* kernel once, though: per leaf, the ``k``
+kernels of a shape that occurs ``m`` times compile once, while its ``m``
+slices out of a buffer (each at its own offset) compile ``m`` times. So
+``layout="auto"`` packs a shape only when ``m <= k``, ``k`` being the
+outputs per leaf of the per-leaf computation (the update and each
+param-shaped state array; :func:`plan`'s ``outputs_per_leaf``), and packs
+nothing when ``k = 1`` (no state per leaf: one kernel per leaf either way).
+A transformer's blocks repeat their shapes once per block, so they stay per
+leaf and compile as fast as optax's; a tree whose shapes mostly differ packs
+and compiles up to ``k`` times fewer kernels.
 
 A :class:`Packed` tree holds, in order, one flat buffer per *bucket* (the
 raveled small leaves of one dtype and one placement, concatenated in leaf
@@ -40,6 +51,7 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import math
@@ -251,18 +263,25 @@ def plan(
     max_leaf_size: int | None = PACK_MAX_LEAF_SIZE,
     min_leaves: int = PACK_MIN_LEAVES,
     max_mean_size: int | None = PACK_MEAN_LEAF_SIZE,
+    outputs_per_leaf: int | None = None,
 ) -> Layout | None:
     """The layout for ``tree`` (arrays or ``ShapeDtypeStruct``), or None when no bucket forms.
 
     Among the leaves of one dtype and placement with at most ``max_leaf_size``
-    entries, the smallest are packed, as many as keep their mean size at most
-    ``max_mean_size``; a bucket forms when that is at least ``min_leaves``
-    leaves. The others stay apart. Buckets keep the leaves' order.
+    entries (and, given ``outputs_per_leaf``, whose shape occurs at most
+    that many times), the smallest are packed, as many as keep their mean size at
+    most ``max_mean_size``; a bucket forms when that is at least
+    ``min_leaves`` leaves. The others stay apart. Buckets keep the leaves' order.
 
     Args:
         max_leaf_size: leaves with more entries stay apart; None: no limit.
         min_leaves: the fewest leaves worth a bucket.
         max_mean_size: the largest mean leaf size worth packing; None: no limit.
+        outputs_per_leaf: the outputs per leaf of the per-leaf computation
+            (the update and each param-shaped state array): XLA compiles
+            one kernel per distinct computation, so a shape that occurs
+            that often costs fewer kernels per leaf than packed (see the
+            module docstring). None: no limit on repeated shapes.
     """
     leaves, treedef = jax.tree.flatten(tree)
     keys: list[Any] = []
@@ -276,7 +295,7 @@ def plan(
         if key is not None:
             members.setdefault(key, []).append(i)
     for key, idx in members.items():
-        members[key] = _smallest_within_mean(idx, leaves, max_mean_size)
+        members[key] = _smallest_within_mean(_rare_shapes(idx, leaves, outputs_per_leaf), leaves, max_mean_size)
     buckets = [key for key, idx in members.items() if len(idx) >= max(1, min_leaves)]
     chosen = {i for key in buckets for i in members[key]}
     keys = [key if i in chosen else None for i, key in enumerate(keys)]
@@ -302,6 +321,14 @@ def plan(
             offsets[b] += math.prod(shape)
     padded = tuple(-(-n // PACK_ALIGN) * PACK_ALIGN for n in offsets)
     return Layout(treedef, tuple(slots), tuple(names), len(buckets), padded, leaf_paths(tree))
+
+
+def _rare_shapes(idx: list[int], leaves: list[Any], outputs_per_leaf: int | None) -> list[int]:
+    """The leaves of ``idx`` whose shape occurs at most ``outputs_per_leaf`` times among them."""
+    if outputs_per_leaf is None:
+        return idx
+    counts = collections.Counter(np.shape(leaves[i]) for i in idx)
+    return [i for i in idx if counts[np.shape(leaves[i])] <= outputs_per_leaf]
 
 
 def _smallest_within_mean(idx: list[int], leaves: list[Any], max_mean_size: int | None) -> list[int]:

@@ -398,20 +398,56 @@ def l2_norm(x: jax.Array, axis: Any = None, keepdims: bool = False) -> jax.Array
 
 
 def _checked_norm(leaves: list[jax.Array], dtype: Any) -> jax.Array:
-    """``sqrt(sum_k sum |x_k|^2)``: one plain pass, and the scaled passes only when its
+    """``sqrt(sum_k sum |x_k|^2)``: one plain pass, and a rescaled one only when its
     sum of squares is not finite or so small that some squares may have underflowed.
 
-    ``lax.cond`` runs one branch, so a step pays for the scaled passes only
-    when it needs them (under ``vmap`` the cond becomes a select: both run).
+    ``lax.cond`` runs one branch, so a step pays for the rescaled pass only
+    when it needs it (under ``vmap`` the cond becomes a select: both run).
     """
-    total = sum(jnp.sum(abs_sq(x)).astype(dtype) for x in leaves)
-    safe = jnp.isfinite(total) & (total >= _underflow_bound(dtype))
+    total = sum((jnp.sum(abs_sq(x)).astype(dtype) for x in leaves), jnp.zeros((), dtype))
+    return jax.lax.cond(_plain_is_safe(total), lambda: jnp.sqrt(total), lambda: _rescaled_norm(leaves, total, dtype))
 
-    def scaled() -> jax.Array:
-        peak = jnp.max(jnp.stack([jnp.max(jnp.abs(x)).astype(dtype) for x in leaves]))
-        return _scaled_norm(leaves, peak, None, dtype).reshape(())
 
-    return jax.lax.cond(safe, lambda: jnp.sqrt(total), scaled)
+def _plain_is_safe(total: jax.Array) -> jax.Array:
+    return jnp.isfinite(total) & (total >= _underflow_bound(total.dtype))
+
+
+def _rescaled_norm(leaves: list[jax.Array], total: jax.Array, dtype: Any) -> jax.Array:
+    """The norm whose plain sum of squares ``total`` over- or underflowed, from the
+    leaves scaled by a fixed power of two: down when it overflowed, up when it underflowed.
+
+    The factors are static, so the pass is one reduction per leaf, the same
+    kernel for leaves of one shape (a data-dependent factor would need a
+    max-reduction per leaf first, which XLA compiles slowly). Scaling by a
+    power of two is exact: each square rounds as the plain one would, bar
+    squares that underflow after scaling down, which are far below the
+    total's rounding (it passed ``2^maxexp``). Scaled up (every ``|x|`` is
+    under ``sqrt(bound)``), even the smallest subnormal's square is normal
+    and the scaled sum stays finite. A scaled-down sum that still overflows
+    means a norm beyond the dtype's range: inf, as it should.
+    """
+    up, down = _rescaling_exponents(dtype)
+    exponent = jnp.where(jnp.isfinite(total), up, down)
+    scale = jnp.ldexp(jnp.ones((), dtype), exponent)
+    scaled = sum((jnp.sum(abs_sq(x * scale.astype(real_dtype(x.dtype)))).astype(dtype) for x in leaves),
+                 jnp.zeros((), dtype))
+    return jnp.sqrt(scaled) / scale
+
+
+def _rescaling_exponents(dtype: Any) -> tuple[int, int]:
+    """``(up, down)``: the powers of two of :func:`_rescaled_norm` for a real ``dtype``,
+    ``+-(maxexp - 1) // 2`` (63 for float32): the square of each factor stays a normal
+    number, so no rewriting of ``(x s)^2`` into ``x^2 s^2`` by the compiler (it folds
+    constant gradients) can turn ``0 * s^2`` into NaN.
+
+    Up: every ``|x| < sqrt(bound)`` (``2^-40`` in float32), so the scaled sum stays
+    finite, and every normal ``x`` has a normal scaled square. Down: the scaled
+    squares are finite for ``|x| < 2^(maxexp - 1)``; a larger entry (above
+    1.7e38 in float32) makes the norm inf, though its true value may be up to
+    twice smaller than the dtype's largest number.
+    """
+    k = (int(jnp.finfo(dtype).maxexp) - 1) // 2
+    return k, -k
 
 
 def leaf_norms(tree: PyTree) -> list[jax.Array]:
@@ -425,12 +461,12 @@ def leaf_norms(tree: PyTree) -> list[jax.Array]:
     sums = [jnp.sum(abs_sq(x)) for x in leaves]
     if not sums:
         return []
-    safe = jnp.all(jnp.stack([jnp.isfinite(s) & (s >= _underflow_bound(s.dtype)) for s in sums]))
+    ok = [_plain_is_safe(s) for s in sums]
 
-    def scaled() -> list[jax.Array]:
-        return [l2_norm(x) if x.size else jnp.zeros((), s.dtype) for x, s in zip(leaves, sums)]
+    def rescaled() -> list[jax.Array]:
+        return [jnp.where(o, jnp.sqrt(s), _rescaled_norm([x], s, s.dtype)) for x, s, o in zip(leaves, sums, ok)]
 
-    return jax.lax.cond(safe, lambda: [jnp.sqrt(s) for s in sums], scaled)
+    return jax.lax.cond(jnp.all(jnp.stack(ok)), lambda: [jnp.sqrt(s) for s in sums], rescaled)
 
 
 def _underflow_bound(dtype: Any) -> float:

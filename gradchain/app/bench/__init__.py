@@ -4,8 +4,9 @@
 ``bench.json``, ``bench.md`` and ``bench.png``:
 
 1. update step and compile time of adam, clip + adamw and a declearn
-   pipeline against optax, on model-like uneven trees (10, 300, 1000 leaves)
-   and uniform ones (10, 100, 1000 leaves), ~4M params each: gradchain's
+   pipeline against optax, on model-like uneven trees (10, 300, 1000 leaves),
+   transformer-like trees of repeated blocks (300, 1000 leaves) and uniform
+   ones (10, 100, 1000 leaves), ~4M params each: gradchain's
    default layout, its per-leaf layout, and the floor (the same update on one
    flat buffer), with issue 17's targets;
 2. gradient accumulation per micro-step against ``optax.MultiSteps``;
@@ -19,7 +20,8 @@
 ``gradchain bench --gpu`` (or ``make bench-gpu``) runs the GPU set alone,
 in a few minutes, and writes ``bench-gpu.*``: 6, 3, the vmapped federated
 simulation with 1000 clients per round (8), and 1 for the default layout
-and optax at 10, 300 and 1000 uneven leaves. It needs only jax, flax, optax
+and optax at 10, 300 and 1000 uneven leaves and 1000 leaves of repeated
+blocks. It needs only jax, flax, optax
 and numpy (``PYTHONPATH=.`` from a source checkout is enough).
 """
 

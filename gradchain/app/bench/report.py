@@ -21,7 +21,7 @@ __all__ = ["markdown", "plot", "write_report"]
 
 #: The plot's colour of each gradchain contender, and line style and marker of each kind of tree.
 _COLOURS = {"default": "tab:blue", "per-leaf": "tab:orange"}
-_STYLES = {"uneven": ("-", "o"), "uniform": (":", "x")}
+_STYLES = {"uneven": ("-", "o"), "blocks": ("--", "s"), "uniform": (":", "x")}
 
 
 def _mark(met: bool | None) -> str:

@@ -20,7 +20,7 @@ from gradchain.app.bench.machine import describe_machine, gpu_found
 from gradchain.app.bench.peer import bench_declearn
 from gradchain.app.bench.report import write_report
 from gradchain.app.bench.state_bytes import bench_state_bytes
-from gradchain.app.bench.targets import check_targets, issue_targets
+from gradchain.app.bench.targets import check_targets, issue_targets, no_regression_targets
 from gradchain.app.bench.timing import REPEATS
 from gradchain.app.bench.training import bench_accumulation, bench_per_example
 from gradchain.app.bench.updates import bench_updates
@@ -38,11 +38,12 @@ class _Sizes(TypedDict):
     many_leaves: int  # leaves of the flat train step and of the accumulation / state-bytes benchmarks
 
 
-FULL: _Sizes = {"trees": {"uneven": [10, 300, 1000], "uniform": [10, 100, 1000]}, "total": 4_000_000,
+FULL: _Sizes = {"trees": {"uneven": [10, 300, 1000], "blocks": [300, 1000], "uniform": [10, 100, 1000]},
+                "total": 4_000_000,
                 "steps": 20, "compile_repeats": REPEATS, "many_leaves": 1000}
-QUICK: _Sizes = {"trees": {"uneven": [3, 12], "uniform": [4]}, "total": 20_000, "steps": 3,
+QUICK: _Sizes = {"trees": {"uneven": [3, 12], "blocks": [20], "uniform": [4]}, "total": 20_000, "steps": 3,
                  "compile_repeats": 1, "many_leaves": 12}
-GPU: _Sizes = {"trees": {"uneven": [10, 300, 1000]}, "total": 4_000_000, "steps": 20, "compile_repeats": 1,
+GPU: _Sizes = {"trees": {"uneven": [10, 300, 1000], "blocks": [1000]}, "total": 4_000_000, "steps": 20, "compile_repeats": 1,
                "many_leaves": 1000}
 QUICK_GPU: _Sizes = {"trees": {"uneven": [3, 12]}, "total": 20_000, "steps": 3, "compile_repeats": 1,
                      "many_leaves": 12}
@@ -57,7 +58,8 @@ def _updates(results: dict[str, Any], size: _Sizes, log, per_leaf: bool = True,
     results["updates"] = bench_updates(size["trees"], size["total"], size["steps"], log=log,
                                        compile_repeats=size["compile_repeats"], per_leaf=per_leaf,
                                        deadline=deadline)
-    results["targets"] = check_targets(issue_targets(size["trees"]["uneven"]), results["updates"]["rows"])
+    targets = issue_targets(size["trees"]["uneven"]) + no_regression_targets(size["trees"].get("blocks", []))
+    results["targets"] = check_targets(targets, results["updates"]["rows"])
 
 
 def run(out_dir: Path, quick: bool = False, declearn_venv: Path | None = None, log=print) -> dict[str, Any]:
@@ -107,7 +109,7 @@ def run_gpu(out_dir: Path, quick: bool = False, log=print) -> dict[str, Any]:
     The set: Adam's bandwidth against a copy at 64M params (target >= 80%),
     per-example clipping against a plain step, a round of 1000 vmapped
     federated clients, then gradchain's default update against optax (step
-    and compile, uneven trees of 10, 300 and 1000 leaves; the per-leaf
+    and compile, uneven trees of 10, 300 and 1000 leaves and a tree of repeated blocks of 1000; the per-leaf
     layout is left out, each contender compiles once). Without a GPU it
     runs on whatever the default backend is, and the report says no GPU was
     found. ``quick``: tiny sizes.

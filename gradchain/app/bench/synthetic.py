@@ -1,9 +1,11 @@
 """Synthetic parameter trees for benchmarks: a given number of leaves and total size.
 
-Two shapes of tree: :func:`synthetic_params` spreads the numbers evenly over
+Three shapes of tree: :func:`synthetic_params` spreads the numbers evenly over
 the leaves (every leaf about ``total / n_leaves``); :func:`uneven_params` is
 model-like, a few large leaves (kernels) holding most of the numbers and many
-small ones (biases, norms). Leaf sizes are drawn around their mean from a
+small ones (biases, norms); :func:`block_params` repeats one transformer
+block, so its shapes repeat as a real model's do (XLA compiles one kernel per
+distinct computation: repeated shapes compile once per-leaf). Leaf sizes are drawn around their mean from a
 fixed seed, so a tree's shapes are the same for every ``seed``; ``seed`` sets
 the values. Leaves alternate between vectors and matrices.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["LARGE_EVERY", "LARGE_SHARE", "synthetic_params", "uneven_params"]
+__all__ = ["BLOCK", "LARGE_EVERY", "LARGE_SHARE", "block_params", "synthetic_params", "uneven_params"]
 
 #: In an uneven tree, leaves ``i`` with ``i % LARGE_EVERY == 0`` are large ...
 LARGE_EVERY = 10
@@ -91,3 +93,46 @@ def uneven_params(n_leaves: int, total: int, seed: int = 0, dtype: str = "float3
     if n_small:
         sizes[~large] = _sizes_around(1.0 - share, n_small, total, rng)
     return _tree(sizes, seed, dtype)
+
+
+#: The leaves of one transformer block of width ``d``: ``name -> shape as a function of d``
+#: (attention projections and their biases, the MLP, two layer norms): 16 leaves, 12 d^2 + 13 d numbers.
+BLOCK: dict[str, tuple[tuple[int, int], ...]] = {
+    "q": ((1, 0), (1, 0)), "k": ((1, 0), (1, 0)), "v": ((1, 0), (1, 0)), "o": ((1, 0), (1, 0)),
+    "q_bias": ((1, 0),), "k_bias": ((1, 0),), "v_bias": ((1, 0),), "o_bias": ((1, 0),),
+    "mlp_in": ((1, 0), (4, 0)), "mlp_in_bias": ((4, 0),), "mlp_out": ((4, 0), (1, 0)), "mlp_out_bias": ((1, 0),),
+    "norm1_scale": ((1, 0),), "norm1_bias": ((1, 0),), "norm2_scale": ((1, 0),), "norm2_bias": ((1, 0),),
+}
+
+
+def block_params(n_leaves: int, total: int, seed: int = 0, dtype: str = "float32") -> dict:
+    """A transformer-like tree: an embedding then the leaves of repeated blocks (:data:`BLOCK`),
+    ``n_leaves`` in all (the last block cut short if need be), about ``total`` numbers.
+
+    Every block has the same shapes, so most shapes occur once per block. The
+    width ``d`` is the largest that keeps the blocks and a ``(4 d, d)``
+    embedding within ``total`` (at least 1).
+
+    Example:
+        >>> from gradchain.app.bench.synthetic import block_params
+        >>> params = block_params(33, 100_000)
+        >>> len(params), params["block_001/mlp_in"].shape, sum(x.size for x in params.values()) <= 100_000
+        (33, (59, 236), True)
+    """
+    names = list(BLOCK)
+    blocks = [(b, names[j]) for b in range(-(-(n_leaves - 1) // len(names))) for j in range(len(names))]
+    blocks = blocks[:n_leaves - 1]
+
+    def numbers(d: int) -> int:
+        per = {n: int(np.prod([a * d + c for a, c in BLOCK[n]])) for n in names}
+        return 4 * d * d + sum(per[n] for _, n in blocks)
+
+    d = 1
+    while numbers(d + 1) <= total:
+        d += 1
+    rng = np.random.default_rng(seed)
+    params = {"embedding": jnp.asarray(rng.normal(size=(4 * d, d)), dtype)}
+    for b, name in blocks:
+        shape = tuple(a * d + c for a, c in BLOCK[name])
+        params[f"block_{b:03d}/{name}"] = jnp.asarray(rng.normal(size=shape), dtype)
+    return params

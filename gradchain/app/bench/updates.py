@@ -1,7 +1,7 @@
 """Benchmark 1: optimizer update step and compile time against optax, and the floor.
 
 For each case of :data:`~gradchain.app.bench.cases.CASES` and each tree (a
-model-like uneven one or a uniform one, see
+model-like uneven one, a uniform one or a transformer-like one of repeated blocks, see
 :mod:`~gradchain.app.bench.synthetic`), the contenders compile and then run
 interleaved, in one process, on the same params and gradients:
 
@@ -33,14 +33,15 @@ from gradchain.app.bench.cases import (
     check_equivalence,
     gradchain_contenders,
 )
-from gradchain.app.bench.synthetic import synthetic_params, uneven_params
+from gradchain.app.bench.synthetic import block_params, synthetic_params, uneven_params
 from gradchain.app.bench.timing import REPEATS, Compilation, measure
 from gradchain.core.layout import PACK_ALIGN
 
 __all__ = ["TREES", "bench_updates", "flat_like"]
 
 #: The kinds of tree: name -> ``fn(n_leaves, total, seed) -> params``.
-TREES: dict[str, Callable[..., dict]] = {"uneven": uneven_params, "uniform": synthetic_params}
+TREES: dict[str, Callable[..., dict]] = {"uneven": uneven_params, "uniform": synthetic_params,
+                                         "blocks": block_params}
 
 
 def flat_like(tree: Any) -> dict[str, jax.Array]:
