@@ -237,8 +237,11 @@ def _corruptions(value):
         ragged = [np.zeros(shape[1:]).tolist()] * shape[0]
         ragged[0] = [0.0] * (int(np.prod(shape[1:], dtype=int)) + 1) if len(shape) > 1 else [0.0, 0.0]
         out.append(("ragged", ragged, ValueError, ""))
-    if _kind(value) == "i":
-        out.append(("negative counter", (np.zeros(shape, np.int64) - 3).tolist(), ValueError, "is a counter and must be >= 0"))
+    if _kind(value) == "i":  # as lists, an unsigned entry (a PRNG key) looks like a counter
+        text = "is a counter and must be >= 0"
+        if not isinstance(value, (np.ndarray, np.generic)):
+            text = (text, "do not fit dtype uint")
+        out.append(("negative counter", (np.zeros(shape, np.int64) - 3).tolist(), ValueError, text))
     return out
 
 
@@ -260,7 +263,7 @@ def test_corrupted_states_raise_the_documented_error_naming_the_entry(config, as
         opt.set_state(bad, PARAMS)
     message = str(info.value)
     assert "state/" + "/".join(path) in message, (name, message)
-    assert text in message, (name, message)
+    assert any(t in message for t in ((text,) if isinstance(text, str) else text)), (name, message)
     assert _equal(bad, frozen)
 
 

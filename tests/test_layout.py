@@ -51,25 +51,32 @@ def test_plan_buckets_small_leaves_by_dtype_and_keeps_large_and_rare_ones_apart(
     assert plan(_tree(3), min_leaves=2).n_buckets == 1
 
 
-def test_auto_packs_the_shapes_a_per_leaf_computation_would_not_compile_fewer_kernels_for():
-    # XLA compiles one kernel per distinct computation: per leaf, a shape seen m times costs
-    # Adam's 3 kernels once, packed it costs m slices. So shapes seen more than 3 times stay per leaf.
-    blocks = {f"block{b}": {"w": jnp.ones((4, 4)), "b": jnp.ones(4)} for b in range(5)}
+def test_auto_plans_by_distinct_kernels_one_layout_for_each_class_of_repeated_shapes():
+    # XLA compiles one kernel per distinct computation: per leaf, a shape seen c times costs
+    # Adam's 3 kernels once; in c buckets of one layout its c slices are one kernel too.
+    blocks = {f"block{b}": {"w": jnp.ones((4, 4)), "b": jnp.ones(4)} for b in range(5)}  # (4, 4), (4,): 5 times
     rare = {f"r{i}": jnp.ones(i + 5) for i in range(8)}
     twice = {"t0": jnp.ones((2, 7)), "t1": jnp.ones((2, 7)), "t2": jnp.ones((3, 3)), "t3": jnp.ones((3, 3)),
              "t4": jnp.ones((3, 3))}
-    layout = find_layout(gc.adam(0.1).init({**blocks, **rare, **twice}))
-    packed = {path for path, slot in zip(layout.leaf_paths, layout.slots) if slot.start is not None}
-    assert packed == {*(f"r{i}" for i in range(8)), "t0", "t1", "t2", "t3", "t4"}  # (3, 3) thrice: 3 <= 3
-    def packed_paths(layout):
-        return {path for path, slot in zip(layout.leaf_paths, layout.slots) if slot.start is not None}
+    solo = {f"s{i}": jnp.ones((6, 6)) for i in range(6)}  # a class of one shape: its kernels once, per leaf
+    layout = find_layout(gc.adam(0.1).init({**blocks, **rare, **twice, **solo}))
 
-    assert packed_paths(plan({**blocks, **rare}, outputs_per_leaf=3)) == {f"r{i}" for i in range(8)}
-    assert len(packed_paths(plan({**blocks, **rare}))) == 18  # no count given: every small leaf
-    # momentum keeps one array per leaf (2 outputs): (3, 3) thrice stays per leaf
-    layout = find_layout(gc.Optimizer(0.1, modules=["momentum"]).init({**rare, **twice}))
-    assert {p for p, s in zip(layout.leaf_paths, layout.slots) if s.start is not None} == {
-        *(f"r{i}" for i in range(8)), "t0", "t1"}
+    def where(layout, bucket):
+        return [layout.leaf_paths[layout.slots.index(s)] for s in layout.members(bucket)]
+
+    assert layout.n_buckets == 6
+    assert set(where(layout, 0)) == {*(f"r{i}" for i in range(8)), "t0", "t1", "t2", "t3", "t4"}  # seen <= 3 times
+    assert [where(layout, 1 + b) for b in range(5)] == [[f"block{b}/b", f"block{b}/w"] for b in range(5)]
+    assert len({tuple((s.start, s.shape) for s in layout.members(1 + b)) for b in range(5)}) == 1  # one layout
+    assert len(set(layout.bucket_sizes[1:])) == 1
+    assert all(layout.slots[layout.leaf_paths.index(f"s{i}")].start is None for i in range(6))
+    packed = pack({**blocks, **rare, **twice, **solo}, layout)
+    assert packed.buffers[1][:4].tolist() == [1.0] * 4 and packed.unpack()["block3"]["w"].shape == (4, 4)
+    assert plan({**blocks, **rare}, outputs_per_leaf=3).n_buckets == 6
+    assert plan({**blocks, **rare}).n_buckets == 1  # no count given: every small leaf in one bucket
+    # momentum keeps one array per leaf (2 outputs): a class of 2 shapes saves nothing, (3, 3) thrice stays per leaf
+    layout = find_layout(gc.Optimizer(0.1, modules=["momentum"]).init({**blocks, **rare, **twice}))
+    assert layout.n_buckets == 1 and set(where(layout, 0)) == {*(f"r{i}" for i in range(8)), "t0", "t1"}
     # no state per leaf: one kernel per leaf either way, nothing to gain from packing
     assert find_layout(gc.Optimizer(0.1, modules=["l2-global-clipping"]).init(rare)) is None
     assert find_layout(gc.sgd(0.1).init(rare)) is None

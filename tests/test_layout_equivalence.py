@@ -2,7 +2,9 @@
 
 Each transform runs in an Optimizer with a momentum module (so that the state
 holds per-parameter buffers and the default packs them) on a tree of twelve
-small leaves of mixed shapes: a bucket forms. Transforms that accept packed
+small leaves of mixed shapes, which form the main bucket, and four blocks of
+three shapes each, which form four buckets of one layout (their leaves in
+another order than the tree's: the buffers hold the smallest first). Transforms that accept packed
 buffers (``packable`` and not stochastic, no auxiliary variables) must then
 run packed and agree with the per-leaf run: elementwise ones to a few ulps
 (XLA's fusion of a per-leaf program may round a division or a square root
@@ -37,6 +39,7 @@ def _registered():
 def _trees():
     rng = np.random.default_rng(0)
     shapes = [(i + 2,) if i % 2 == 0 else (3, i // 2 + 1) for i in range(12)]  # every shape once
+    shapes += [(5, 5), (3,), (2, 4)] * 4  # one block's shapes, four times
     params = {f"l{i:02d}": jnp.asarray(rng.normal(size=s), jnp.float32) for i, s in enumerate(shapes)}
     grads = {k: jnp.asarray(2.5 * rng.normal(size=v.shape), jnp.float32) for k, v in params.items()}
     return params, grads
@@ -55,7 +58,11 @@ def test_default_layout_computes_the_per_leaf_updates(family, cls):
     auto, per_leaf = _optimizers(family, tx)
     state_a, state_p = auto.init(params), per_leaf.init(params)
     packs = accepts_packed(tx, same_draws=True) and not tx.aux_names
-    assert (find_layout(state_a) is not None) == packs
+    layout = find_layout(state_a)
+    assert (layout is not None) == packs
+    if packs:  # the main bucket, then one per block, the block's leaves smallest first
+        assert layout.n_buckets == 5
+        assert [s.shape for s in layout.members(1)] == [(3,), (2, 4), (5, 5)]
     assert find_layout(state_p) is None
     update_a, update_p = jax.jit(auto.update), jax.jit(per_leaf.update)
     for _ in range(3):

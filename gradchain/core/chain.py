@@ -91,10 +91,10 @@ class Chain(Transform, register=False):
             later duplicates suffixed ``_1``, ``_2``...
         layout: ``"auto"`` (default): when every element accepts packed
             buffers (:func:`accepts_packed`) and none exchanges auxiliary
-            variables, ``init`` packs the small leaves of the params whose
-            shapes do not repeat more often than the chain keeps outputs per
-            leaf (:func:`gradchain.core.layout.plan`) and the state holds flat
-            buffers; ``update`` then packs the gradients the same way and
+            variables, ``init`` packs the small leaves of the params where
+            that compiles fewer distinct kernels than per leaf, counted from the
+            chain's outputs per leaf (:func:`gradchain.core.layout.plan`), and
+            the state holds flat buffers; ``update`` then packs the gradients the same way and
             slices the updates back. ``"per-leaf"``: every leaf on its own
             (for debugging; the results agree, see the README's performance
             section for which transforms agree bit for bit).

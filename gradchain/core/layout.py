@@ -8,21 +8,28 @@ moments of the small leaves are one buffer per dtype and placement: one
 kernel updates them all, and only the update itself is sliced back per leaf.
 
 XLA compiles each *distinct* kernel once, though: per leaf, the ``k``
-kernels of a shape that occurs ``m`` times compile once, while its ``m``
-slices out of a buffer (each at its own offset) compile ``m`` times. So
-``layout="auto"`` packs a shape only when ``m <= k``, ``k`` being the
-outputs per leaf of the per-leaf computation (the update and each
-param-shaped state array; :func:`plan`'s ``outputs_per_leaf``), and packs
-nothing when ``k = 1`` (no state per leaf: one kernel per leaf either way).
-A transformer's blocks repeat their shapes once per block, so they stay per
-leaf and compile as fast as optax's; a tree whose shapes mostly differ packs
-and compiles up to ``k`` times fewer kernels.
+kernels of a shape that occurs ``c`` times compile once, while ``c`` slices
+out of one buffer (each at its own offset) compile ``c`` times. So
+``layout="auto"`` plans by distinct kernels (:func:`plan` given
+``outputs_per_leaf``, the ``k`` of the per-leaf computation: the update and
+each param-shaped state array). The shapes seen exactly ``c`` times form a
+*class*: its ``c`` occurrences fill ``c`` buckets of one layout (bucket ``j``
+holds the ``j``-th occurrence of each shape), whose concatenations, updates
+and slices are the same computations on other buffers, so they compile once:
+``d + 2`` kernels for ``d`` shapes where per leaf costs ``k d``. The shapes
+seen once, and those seen at most ``k`` times whose class is too small,
+share the main bucket; the rest stay per leaf. A chain without state per
+leaf (``k = 1``) is not packed: one kernel per leaf either way. A
+transformer's blocks form classes of one or two shapes (each weight seen
+``4 L`` or ``L`` times), so they stay per leaf and compile as fast as
+optax's; a tree of varied shapes compiles up to ``k`` times fewer kernels.
 
-A :class:`Packed` tree holds, in order, one flat buffer per *bucket* (the
-raveled small leaves of one dtype and one placement, concatenated in leaf
-order) and then the *apart* leaves unchanged: leaves larger than
-``max_leaf_size`` (their own kernels are few, and copying them into a buffer
-would cost a pass over their memory at each step), leaves partitioned over
+A :class:`Packed` tree holds, in order, one flat buffer per *bucket*
+(raveled small leaves of one dtype and one placement, concatenated in the
+order the plan chose: :meth:`Layout.members`) and then the *apart* leaves
+unchanged: leaves larger than ``max_leaf_size`` (their own kernels are few,
+and copying them into a buffer would cost a pass over their memory at each
+step), leaves partitioned over
 several devices (concatenating them would gather them), the largest leaves of
 a group whose mean size would pass :data:`PACK_MEAN_LEAF_SIZE`, and the leaves
 of a bucket too small to be worth forming. Each bucket is zero-padded to a
@@ -51,7 +58,6 @@ Example:
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import math
@@ -142,6 +148,10 @@ class Layout:
         """How many entries of bucket ``child`` hold leaves (the rest is padding)."""
         return sum(s.size for s in self.slots if s.child == child and s.start is not None)
 
+    def members(self, child: int) -> list[Slot]:
+        """The slots of bucket ``child``, in buffer order (not necessarily the leaves' order)."""
+        return sorted((s for s in self.slots if s.child == child and s.start is not None), key=lambda s: s.start or 0)
+
     def abstract_tree(self) -> PyTree:
         """The original tree, as ``jax.ShapeDtypeStruct`` leaves."""
         return self.treedef.unflatten([jax.ShapeDtypeStruct(s.shape, s.dtype) for s in self.slots])
@@ -151,9 +161,7 @@ class Layout:
         ``rows`` (a leaf shape -> its number of rows) that many equal rows per leaf;
         the padding, if any, is a last segment of its own."""
         sizes = []
-        for slot in self.slots:
-            if slot.child != child or slot.start is None:
-                continue
+        for slot in self.members(child):
             n = 1 if rows is None else rows(slot.shape)
             if slot.size == 0:
                 continue
@@ -267,82 +275,104 @@ def plan(
 ) -> Layout | None:
     """The layout for ``tree`` (arrays or ``ShapeDtypeStruct``), or None when no bucket forms.
 
-    Among the leaves of one dtype and placement with at most ``max_leaf_size``
-    entries (and, given ``outputs_per_leaf``, whose shape occurs at most
-    that many times), the smallest are packed, as many as keep their mean size at
-    most ``max_mean_size``; a bucket forms when that is at least
-    ``min_leaves`` leaves. The others stay apart. Buckets keep the leaves' order.
+    The leaves of one dtype and placement with at most ``max_leaf_size``
+    entries are candidates. Without ``outputs_per_leaf``, the smallest of
+    them are packed into one bucket, as many as keep their mean size at most
+    ``max_mean_size``, when that is at least ``min_leaves`` leaves. Given
+    ``outputs_per_leaf`` (``k``), the plan counts distinct kernels (see the
+    module docstring and :func:`_buckets`): shapes seen ``c >= 2`` times
+    whose class (the shapes seen exactly ``c`` times) has enough members
+    fill ``c`` buckets of one layout; the others join the main bucket when
+    seen at most ``k`` times and stay apart otherwise. The other leaves stay
+    apart.
 
     Args:
         max_leaf_size: leaves with more entries stay apart; None: no limit.
-        min_leaves: the fewest leaves worth a bucket.
-        max_mean_size: the largest mean leaf size worth packing; None: no limit.
-        outputs_per_leaf: the outputs per leaf of the per-leaf computation
-            (the update and each param-shaped state array): XLA compiles
-            one kernel per distinct computation, so a shape that occurs
-            that often costs fewer kernels per leaf than packed (see the
-            module docstring). None: no limit on repeated shapes.
+        min_leaves: the fewest leaves worth a bucket (or a set of buckets of one layout).
+        max_mean_size: the largest mean leaf size worth packing, per bucket; None: no limit.
+        outputs_per_leaf: the outputs per leaf of the per-leaf computation (the
+            update and each param-shaped state array). None: one bucket per
+            dtype and placement, whatever the shapes.
     """
     leaves, treedef = jax.tree.flatten(tree)
-    keys: list[Any] = []
+    shapes = [tuple(np.shape(leaf)) for leaf in leaves]
     members: dict[Any, list[int]] = {}
     for i, leaf in enumerate(leaves):
-        size = math.prod(np.shape(leaf))
         placement = _placement(leaf)
-        small = max_leaf_size is None or size <= max_leaf_size
-        key = (jnp.result_type(leaf).name, placement) if small and placement != _APART else None
-        keys.append(key)
-        if key is not None:
-            members.setdefault(key, []).append(i)
-    for key, idx in members.items():
-        members[key] = _smallest_within_mean(_rare_shapes(idx, leaves, outputs_per_leaf), leaves, max_mean_size)
-    buckets = [key for key, idx in members.items() if len(idx) >= max(1, min_leaves)]
-    chosen = {i for key in buckets for i in members[key]}
-    keys = [key if i in chosen else None for i, key in enumerate(keys)]
+        if (max_leaf_size is None or math.prod(shapes[i]) <= max_leaf_size) and placement != _APART:
+            members.setdefault((jnp.result_type(leaf).name, placement), []).append(i)
+    buckets = [(dtype, bucket) for (dtype, _), idx in members.items()
+               for bucket in _buckets(idx, shapes, outputs_per_leaf, max_mean_size, min_leaves)]
     if not buckets:
         return None
-    index = {key: b for b, key in enumerate(buckets)}
-    names = []
-    for b, (dtype, _) in enumerate(buckets):
+    names, slots_at, padded = [], {}, []
+    for b, (dtype, bucket) in enumerate(buckets):
         same = sum(1 for d, _ in buckets[:b] if d == dtype)
         names.append(f"packed:{dtype}" + (f"#{same}" if same else ""))
-    offsets = [0] * len(buckets)
+        offset = 0
+        for i in bucket:
+            slots_at[i] = Slot(b, offset, shapes[i], dtype)
+            offset += math.prod(shapes[i])
+        padded.append(-(-offset // PACK_ALIGN) * PACK_ALIGN)
     slots = []
     paths = [path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
     for i, leaf in enumerate(leaves):
-        shape, dtype = tuple(np.shape(leaf)), jnp.result_type(leaf).name
-        key = keys[i]
-        if key is None or key not in index:
-            slots.append(Slot(len(names), None, shape, dtype))
+        if i not in slots_at:
+            slots_at[i] = Slot(len(names), None, shapes[i], jnp.result_type(leaf).name)
             names.append(paths[i])
-        else:
-            b = index[key]
-            slots.append(Slot(b, offsets[b], shape, dtype))
-            offsets[b] += math.prod(shape)
-    padded = tuple(-(-n // PACK_ALIGN) * PACK_ALIGN for n in offsets)
-    return Layout(treedef, tuple(slots), tuple(names), len(buckets), padded, leaf_paths(tree))
+        slots.append(slots_at[i])
+    return Layout(treedef, tuple(slots), tuple(names), len(buckets), tuple(padded), leaf_paths(tree))
 
 
-def _rare_shapes(idx: list[int], leaves: list[Any], outputs_per_leaf: int | None) -> list[int]:
-    """The leaves of ``idx`` whose shape occurs at most ``outputs_per_leaf`` times among them."""
+def _buckets(idx: list[int], shapes: list[tuple[int, ...]], outputs_per_leaf: int | None,
+             max_mean_size: int | None, min_leaves: int) -> list[list[int]]:
+    """The buckets of the leaves ``idx`` (one dtype and placement), each its leaves in buffer order.
+
+    XLA compiles a distinct kernel once. Per leaf, a computation with ``k``
+    outputs per leaf costs ``k`` kernels per distinct shape; packed, a bucket
+    costs one slice per leaf (each at its own offset) and about two more (the
+    concatenation and the fused update). So the ``c`` occurrences of the
+    ``d`` shapes seen exactly ``c`` times go to ``c`` buckets of one layout
+    (bucket ``j``: the ``j``-th occurrence of each): identical computations,
+    ``d + 2`` kernels where per leaf costs ``k d``. That pays when
+    ``(k - 1) d > 2`` (and ``d >= 2``); the class keeps its smallest shapes
+    within the mean size. Shapes seen once, and the others seen at most ``k``
+    times, go to the main bucket (first), whose slices cost one kernel each.
+    """
+    groups: list[list[int]] = []
     if outputs_per_leaf is None:
-        return idx
-    counts = collections.Counter(np.shape(leaves[i]) for i in idx)
-    return [i for i in idx if counts[np.shape(leaves[i])] <= outputs_per_leaf]
+        main = idx
+    else:
+        occurrences: dict[tuple[int, ...], list[int]] = {}
+        for i in idx:
+            occurrences.setdefault(shapes[i], []).append(i)
+        classes: dict[int, list[tuple[int, ...]]] = {}
+        for shape, where in occurrences.items():
+            classes.setdefault(len(where), []).append(shape)
+        main = []
+        for count, kinds in classes.items():
+            fit = _smallest_within_mean(kinds, math.prod, max_mean_size) if count > 1 else []
+            if len(fit) >= 2 and (outputs_per_leaf - 1) * len(fit) > 2 and count * len(fit) >= min_leaves:
+                groups += [[occurrences[shape][j] for shape in fit] for j in range(count)]
+                kinds = [shape for shape in kinds if shape not in fit]
+            if count <= outputs_per_leaf:
+                main += [i for shape in kinds for i in occurrences[shape]]
+        main.sort()
+    main = sorted(_smallest_within_mean(main, lambda i: math.prod(shapes[i]), max_mean_size))
+    return ([main] if len(main) >= max(1, min_leaves) else []) + groups
 
 
-def _smallest_within_mean(idx: list[int], leaves: list[Any], max_mean_size: int | None) -> list[int]:
-    """The leaves of ``idx`` to pack: the smallest first, while their mean size stays in bound."""
+def _smallest_within_mean(items: list[Any], size: Callable[[Any], int], max_mean_size: int | None) -> list[Any]:
+    """The smallest of ``items`` (by ``size``), as many as keep their mean size at most ``max_mean_size``."""
     if max_mean_size is None:
-        return idx
-    total, chosen = 0, list[int]()
-    for i in sorted(idx, key=lambda i: math.prod(np.shape(leaves[i]))):
-        size = math.prod(np.shape(leaves[i]))
-        if total + size > max_mean_size * (len(chosen) + 1):
+        return items
+    total, chosen = 0, list[Any]()
+    for item in sorted(items, key=size):
+        if total + size(item) > max_mean_size * (len(chosen) + 1):
             break
-        total += size
-        chosen.append(i)
-    return sorted(chosen)
+        total += size(item)
+        chosen.append(item)
+    return chosen
 
 
 def _check_fits(tree: PyTree, layout: Layout, what: str) -> list[Any]:
@@ -378,14 +408,15 @@ def _check_fits(tree: PyTree, layout: Layout, what: str) -> list[Any]:
 def pack(tree: PyTree, layout: Layout, what: str = "updates", check: bool = True) -> Packed:
     """``tree`` laid out as ``layout`` says (a ValueError/TypeError names a leaf that does not fit)."""
     leaves = _check_fits(tree, layout, what) if check else jax.tree.leaves(tree)
-    groups: list[list[Any]] = [[] for _ in range(layout.n_buckets)]
+    groups: list[list[tuple[int, Any]]] = [[] for _ in range(layout.n_buckets)]
     apart: list[Any] = []
     for leaf, slot in zip(leaves, layout.slots):
         if slot.start is None:
             apart.append(leaf)
         else:
-            groups[slot.child].append(leaf)
-    buffers = [_concatenate(group, size) for group, size in zip(groups, layout.bucket_sizes)]
+            groups[slot.child].append((slot.start, leaf))
+    buffers = [_concatenate([leaf for _, leaf in sorted(group, key=lambda item: item[0])], size)
+               for group, size in zip(groups, layout.bucket_sizes)]
     return Packed(buffers + apart, layout)
 
 

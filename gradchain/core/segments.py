@@ -34,7 +34,7 @@ import numpy as np
 
 from gradchain.core.layout import Packed
 from gradchain.core.param_ndim import check_param_ndim, rows_shape
-from gradchain.core.tree import abs_sq, compute_dtype, pow2_scales, real_dtype
+from gradchain.core.tree import abs_sq, compute_dtype, safe_norms
 
 __all__ = ["map_packed", "row_counter", "segment_ids", "segment_l1_norms", "segment_l2_norms"]
 
@@ -47,21 +47,22 @@ def segment_ids(sizes: np.ndarray) -> np.ndarray:
 def segment_l2_norms(buffer: jax.Array, sizes: np.ndarray) -> jax.Array:
     """Each entry's segment L2 norm (real, in the compute dtype), overflow-safe.
 
-    Every segment is scaled by powers of two that bring its largest magnitude
-    into [0.5, 1) before squaring (:func:`gradchain.core.tree.pow2_scales`,
-    as :func:`gradchain.core.tree.l2_norm` does per tensor: exact, no
-    rounding), so 1e20 entries are not lost to overflow nor 1e-30 ones to
-    underflow; NaN in a segment gives NaN.
+    As :func:`gradchain.core.tree.l2_norm` per tensor: a segment whose sum of
+    squares over- or underflows is recomputed on its entries scaled by a fixed
+    power of two (:func:`gradchain.core.tree.safe_norms`: exact), so 1e20
+    entries are not lost to overflow nor 1e-30 ones to underflow; NaN in a
+    segment gives NaN. Both passes always run (no ``lax.cond``): a bucket's
+    zero padding is a segment whose sum always asks for the second.
     """
     x = buffer.astype(compute_dtype(buffer.dtype))
-    real = real_dtype(x.dtype)
     ids = jnp.asarray(segment_ids(sizes))
     n = len(sizes)
-    peak = jax.ops.segment_max(jnp.abs(x), ids, n, indices_are_sorted=True)
-    a, b = (s.astype(real) for s in pow2_scales(peak))
-    scaled = (x * a[ids]) * b[ids]
-    sums = jax.ops.segment_sum(abs_sq(scaled), ids, n, indices_are_sorted=True)
-    return (jnp.sqrt(sums) / a / b)[ids]
+
+    def sums(scale: jax.Array | None = None) -> jax.Array:
+        scaled = x if scale is None else x * scale[ids]
+        return jax.ops.segment_sum(abs_sq(scaled), ids, n, indices_are_sorted=True)
+
+    return safe_norms(sums(), sums, lazy=False)[ids]
 
 
 def segment_l1_norms(buffer: jax.Array, sizes: np.ndarray) -> jax.Array:

@@ -36,7 +36,7 @@ __all__ = [
     "map_leaves",
     "map_leaves_multi",
     "path_str",
-    "pow2_scales",
+    "safe_norms",
     "paths",
     "scale",
     "zeros_leaf",
@@ -341,42 +341,53 @@ def scale(tree: PyTree, factor: Any) -> PyTree:
     return jax.tree.map(lambda x: (x * factor).astype(x.dtype), tree)
 
 
-def pow2_scales(peak: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Two powers of two whose product brings ``peak`` into [0.5, 1) (1 and 1 for 0, inf or NaN).
+def safe_norms(sums: jax.Array, rescaled_sums: Callable[[jax.Array], jax.Array], lazy: bool = True) -> jax.Array:
+    """``sqrt(sums)``, recomputing the norms whose plain sum of squares over- or underflowed.
 
-    Scaling by powers of two is exact, so in the normal range the scaled sum
-    of squares rounds exactly as the plain one would; two factors keep each
-    of them a normal float (2^-128 alone would be subnormal in float32).
+    ``sums`` holds plain sums of squares (any shape); ``rescaled_sums(scale)``
+    gives the same sums of the values times ``scale`` (an array shaped as
+    ``sums``, one power of two per sum: :func:`_rescaling_exponents`). A sum
+    is unsafe when it is not finite or below the bound under which squares
+    may have underflowed (zero included).
+
+    With ``lazy``, one ``lax.cond`` for all: a step pays for the second pass
+    only when one sum needs it (under ``vmap`` it becomes a select and both
+    run). Without, both passes always run: for sums of which some are zero
+    at every step (a bucket's padding), where the cond would only add a branch.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradchain.core.tree import safe_norms
+        >>> x = jnp.array([[3e20, 4e20], [3.0, 4.0]])  # the first row's squares overflow float32
+        >>> safe_norms(jnp.sum(x * x, axis=1), lambda s: jnp.sum((x * s[:, None]) ** 2, axis=1))
+        Array([5.e+20, 5.e+00], dtype=float32)
     """
-    _, exponent = jnp.frexp(peak)
-    exponent = jnp.where((peak > 0) & jnp.isfinite(peak), exponent, 0)
-    half = exponent // 2
-    one = jnp.ones_like(peak)
-    return jnp.ldexp(one, -half), jnp.ldexp(one, half - exponent)
+    if not lazy:
+        return _rescued(sums, rescaled_sums)
+    return jax.lax.cond(jnp.all(_plain_is_safe(sums)), lambda: jnp.sqrt(sums), lambda: _rescued(sums, rescaled_sums))
 
 
-def _scaled_norm(xs: list[jax.Array], peak: jax.Array, axis: Any, dtype: Any) -> jax.Array:
-    """``sqrt(sum_k sum |x_k|^2)`` computed on the ``x_k`` scaled so that ``peak`` lies in [0.5, 1)."""
-    a, b = pow2_scales(peak)
-    total = sum(
-        jnp.sum(abs_sq((x * a.astype(real_dtype(x.dtype))) * b.astype(real_dtype(x.dtype))),
-                axis=axis, keepdims=True).astype(dtype)
-        for x in xs
-    )
-    return jnp.sqrt(total) / a / b
+def _rescued(sums: jax.Array, rescaled_sums: Callable[[jax.Array], jax.Array]) -> jax.Array:
+    """The second pass of :func:`safe_norms`: each unsafe sum recomputed on the values
+    scaled down (it overflowed) or up (it underflowed) by a fixed power of two."""
+    up, down = _rescaling_exponents(sums.dtype)
+    scale = jnp.ldexp(jnp.ones_like(sums), jnp.where(jnp.isfinite(sums), up, down))
+    return jnp.where(_plain_is_safe(sums), jnp.sqrt(sums), jnp.sqrt(rescaled_sums(scale)) / scale)
 
 
 def l2_norm(x: jax.Array, axis: Any = None, keepdims: bool = False) -> jax.Array:
     r"""Overflow- and underflow-safe ``||x||_2`` (complex: ``sqrt(sum |x|^2)``), in the real compute dtype.
 
     .. math::
-        \lVert x \rVert_2 = s^{-1} \sqrt{\textstyle\sum_i |s x_i|^2},\qquad
-        s = 2^{-e},\ \max_i |x_i| = m\,2^{e},\ m \in [0.5, 1)
+        \lVert x \rVert_2 = \sqrt{\textstyle\sum_i |x_i|^2}
+        \quad\text{or, when that sum over- or underflows,}\quad
+        s^{-1} \sqrt{\textstyle\sum_i |s x_i|^2},\ s = 2^{\mp k}
 
-    Squaring first would overflow for 1e20 entries and underflow for 1e-30
-    ones in float32; scaling by a power of two first keeps every square in
-    [0, 1] and, being exact, rounds as the plain formula does where that one
-    does not overflow. NaN entries give NaN, infinite ones inf.
+    Squaring would overflow for 1e20 entries and underflow for 1e-30 ones in
+    float32; a norm whose plain sum is not safe is recomputed on the entries
+    scaled by a fixed power of two (:func:`safe_norms`; ``k = 63`` in
+    float32), which is exact and rounds as the plain formula would. NaN
+    entries give NaN, infinite ones inf; with ``axis``, per row.
 
     Example:
         >>> import jax.numpy as jnp, gradchain as gc
@@ -392,8 +403,8 @@ def l2_norm(x: jax.Array, axis: Any = None, keepdims: bool = False) -> jax.Array
     if axis is None:  # one norm: the plain sum of squares unless it over- or underflowed
         norm = _checked_norm([x], dtype)
         return norm.reshape((1,) * x.ndim) if keepdims else norm
-    peak = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
-    norm = _scaled_norm([x], peak, axis, dtype)
+    norm = safe_norms(jnp.sum(abs_sq(x), axis=axis, keepdims=True),
+                      lambda scale: jnp.sum(abs_sq(x * scale), axis=axis, keepdims=True))
     return norm if keepdims else jnp.squeeze(norm, axis=axis)
 
 
@@ -404,38 +415,19 @@ def _checked_norm(leaves: list[jax.Array], dtype: Any) -> jax.Array:
     ``lax.cond`` runs one branch, so a step pays for the rescaled pass only
     when it needs it (under ``vmap`` the cond becomes a select: both run).
     """
-    total = sum((jnp.sum(abs_sq(x)).astype(dtype) for x in leaves), jnp.zeros((), dtype))
-    return jax.lax.cond(_plain_is_safe(total), lambda: jnp.sqrt(total), lambda: _rescaled_norm(leaves, total, dtype))
+    def sums(scale: Any = None) -> jax.Array:
+        scaled = leaves if scale is None else [x * scale.astype(real_dtype(x.dtype)) for x in leaves]
+        return sum((jnp.sum(abs_sq(x)).astype(dtype) for x in scaled), jnp.zeros((), dtype))
+
+    return safe_norms(sums(), sums)
 
 
 def _plain_is_safe(total: jax.Array) -> jax.Array:
     return jnp.isfinite(total) & (total >= _underflow_bound(total.dtype))
 
 
-def _rescaled_norm(leaves: list[jax.Array], total: jax.Array, dtype: Any) -> jax.Array:
-    """The norm whose plain sum of squares ``total`` over- or underflowed, from the
-    leaves scaled by a fixed power of two: down when it overflowed, up when it underflowed.
-
-    The factors are static, so the pass is one reduction per leaf, the same
-    kernel for leaves of one shape (a data-dependent factor would need a
-    max-reduction per leaf first, which XLA compiles slowly). Scaling by a
-    power of two is exact: each square rounds as the plain one would, bar
-    squares that underflow after scaling down, which are far below the
-    total's rounding (it passed ``2^maxexp``). Scaled up (every ``|x|`` is
-    under ``sqrt(bound)``), even the smallest subnormal's square is normal
-    and the scaled sum stays finite. A scaled-down sum that still overflows
-    means a norm beyond the dtype's range: inf, as it should.
-    """
-    up, down = _rescaling_exponents(dtype)
-    exponent = jnp.where(jnp.isfinite(total), up, down)
-    scale = jnp.ldexp(jnp.ones((), dtype), exponent)
-    scaled = sum((jnp.sum(abs_sq(x * scale.astype(real_dtype(x.dtype)))).astype(dtype) for x in leaves),
-                 jnp.zeros((), dtype))
-    return jnp.sqrt(scaled) / scale
-
-
 def _rescaling_exponents(dtype: Any) -> tuple[int, int]:
-    """``(up, down)``: the powers of two of :func:`_rescaled_norm` for a real ``dtype``,
+    """``(up, down)``: the powers of two of :func:`safe_norms` for a real ``dtype``,
     ``+-(maxexp - 1) // 2`` (63 for float32): the square of each factor stays a normal
     number, so no rewriting of ``(x s)^2`` into ``x^2 s^2`` by the compiler (it folds
     constant gradients) can turn ``0 * s^2`` into NaN.
@@ -454,19 +446,22 @@ def leaf_norms(tree: PyTree) -> list[jax.Array]:
     """The overflow-safe L2 norm of each leaf (in its real compute dtype), in flattening order.
 
     One ``lax.cond`` for the whole tree: the plain sums of squares, and the
-    power-of-two rescaled ones only when one of them over- or underflows.
+    rescaled ones (:func:`safe_norms`) only when one of them over- or underflows.
     """
     leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
     leaves = [x.astype(compute_dtype(x.dtype)) for x in leaves]
     sums = [jnp.sum(abs_sq(x)) for x in leaves]
     if not sums:
         return []
-    ok = [_plain_is_safe(s) for s in sums]
 
-    def rescaled() -> list[jax.Array]:
-        return [jnp.where(o, jnp.sqrt(s), _rescaled_norm([x], s, s.dtype)) for x, s, o in zip(leaves, sums, ok)]
+    def square_sum(x: jax.Array) -> Callable[[jax.Array], jax.Array]:
+        return lambda scale: jnp.sum(abs_sq(x * scale))
 
-    return jax.lax.cond(jnp.all(jnp.stack(ok)), lambda: [jnp.sqrt(s) for s in sums], rescaled)
+    def rescued() -> list[jax.Array]:
+        return [_rescued(total, square_sum(x)) for x, total in zip(leaves, sums)]
+
+    safe = jnp.all(jnp.stack([_plain_is_safe(total) for total in sums]))
+    return jax.lax.cond(safe, lambda: [jnp.sqrt(total) for total in sums], rescued)
 
 
 def _underflow_bound(dtype: Any) -> float:
