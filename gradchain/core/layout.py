@@ -283,8 +283,8 @@ def plan(
     module docstring and :func:`_buckets`): shapes seen ``c >= 2`` times
     whose class (the shapes seen exactly ``c`` times) has enough members
     fill ``c`` buckets of one layout; the others join the main bucket when
-    seen at most ``k`` times and stay apart otherwise. The other leaves stay
-    apart.
+    seen at most ``k`` times and stay apart otherwise. Leaves that are not
+    candidates stay apart.
 
     Args:
         max_leaf_size: leaves with more entries stay apart; None: no limit.
@@ -357,7 +357,6 @@ def _buckets(idx: list[int], shapes: list[tuple[int, ...]], outputs_per_leaf: in
                 kinds = [shape for shape in kinds if shape not in fit]
             if count <= outputs_per_leaf:
                 main += [i for shape in kinds for i in occurrences[shape]]
-        main.sort()
     main = sorted(_smallest_within_mean(main, lambda i: math.prod(shapes[i]), max_mean_size))
     return ([main] if len(main) >= max(1, min_leaves) else []) + groups
 
