@@ -148,9 +148,15 @@ class Layout:
         """How many entries of bucket ``child`` hold leaves (the rest is padding)."""
         return sum(s.size for s in self.slots if s.child == child and s.start is not None)
 
+    @functools.cached_property
+    def order(self) -> tuple[tuple[int, ...], ...]:
+        """For each bucket, the indices of its leaves in buffer order (not necessarily the leaves' order)."""
+        packed = sorted((s.start or 0, i) for i, s in enumerate(self.slots) if s.start is not None)
+        return tuple(tuple(i for _, i in packed if self.slots[i].child == b) for b in range(self.n_buckets))
+
     def members(self, child: int) -> list[Slot]:
-        """The slots of bucket ``child``, in buffer order (not necessarily the leaves' order)."""
-        return sorted((s for s in self.slots if s.child == child and s.start is not None), key=lambda s: s.start or 0)
+        """The slots of bucket ``child``, in buffer order (:attr:`order`)."""
+        return [self.slots[i] for i in self.order[child]]
 
     def abstract_tree(self) -> PyTree:
         """The original tree, as ``jax.ShapeDtypeStruct`` leaves."""
@@ -407,15 +413,8 @@ def _check_fits(tree: PyTree, layout: Layout, what: str) -> list[Any]:
 def pack(tree: PyTree, layout: Layout, what: str = "updates", check: bool = True) -> Packed:
     """``tree`` laid out as ``layout`` says (a ValueError/TypeError names a leaf that does not fit)."""
     leaves = _check_fits(tree, layout, what) if check else jax.tree.leaves(tree)
-    groups: list[list[tuple[int, Any]]] = [[] for _ in range(layout.n_buckets)]
-    apart: list[Any] = []
-    for leaf, slot in zip(leaves, layout.slots):
-        if slot.start is None:
-            apart.append(leaf)
-        else:
-            groups[slot.child].append((slot.start, leaf))
-    buffers = [_concatenate([leaf for _, leaf in sorted(group, key=lambda item: item[0])], size)
-               for group, size in zip(groups, layout.bucket_sizes)]
+    buffers = [_concatenate([leaves[i] for i in idx], size) for idx, size in zip(layout.order, layout.bucket_sizes)]
+    apart = [leaf for leaf, slot in zip(leaves, layout.slots) if slot.start is None]
     return Packed(buffers + apart, layout)
 
 
