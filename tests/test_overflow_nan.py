@@ -113,6 +113,33 @@ def test_global_and_leaf_norms_match_float64_at_every_magnitude(scale):
     assert float(gc.tree.global_norm({"a": f32([3e38] * 4)})) == np.inf  # 6e38: beyond float32
 
 
+@pytest.mark.parametrize("scale", [1e19, 1e-35, 1.0])
+def test_rescaled_pass_in_chunks_matches_float64(monkeypatch, scale):
+    # the rescaled pass concatenates small leaves by dtype in bounded chunks and reduces
+    # large ones in place: with small bounds, a tree spans several chunks of each kind
+    from gradchain.core import tree as tree_module
+    monkeypatch.setattr(tree_module, "RESCUE_MAX_LEAF", 12)
+    monkeypatch.setattr(tree_module, "RESCUE_CHUNK", 20)
+    assert tree_module._rescue_chunks([jnp.zeros(n) for n in (5, 13, 8, 9, 0, 3)]) == [[1], [0, 2], [3, 4, 5]]
+    rng = np.random.default_rng(1)
+    leaves = [f32(rng.normal(size=shape) * scale) for shape in [(3, 2), (13,), (2, 4), (9,), (0,), (1,), (7,)]]
+    leaves += [jnp.asarray(rng.normal(size=4) + 1j * rng.normal(size=4), jnp.complex64) * scale]
+    as64 = [np.abs(np.asarray(x, np.complex128)) for x in leaves]
+    norms = jax.jit(gc.tree.leaf_norms)(leaves)
+    np.testing.assert_allclose([float(n) for n in norms], [np.sqrt(np.sum(x**2)) for x in as64], rtol=1e-6)
+    expected = np.sqrt(sum(np.sum(x**2) for x in as64))
+    assert float(jax.jit(gc.tree.global_norm)(leaves)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_rescaled_global_norm_of_mixed_float32_and_float64_leaves():
+    # float32 squares overflow, the float64 total does not: the rescaled pass runs in
+    # float64 (a float64 factor 2^-511 would flush float32 entries to zero)
+    with jax.enable_x64(True):
+        tree = {"a": f32([3e20, 4e20]), "b": jnp.asarray([12e20], jnp.float64)}
+        norm = jax.jit(gc.tree.global_norm)(tree)
+        assert norm.dtype == jnp.float64 and float(norm) == pytest.approx(13e20, rel=1e-6)
+
+
 def test_norms_of_constant_gradients_are_exact_under_jit():
     # XLA folds constant gradients (a zero loss, frozen params) and may rewrite (x s)^2 as
     # x^2 s^2: the rescaling factors keep s^2 finite, so zeros give 0, not 0 * inf = NaN

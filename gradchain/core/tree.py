@@ -370,9 +370,14 @@ def safe_norms(sums: jax.Array, rescaled_sums: Callable[[jax.Array], jax.Array],
 def _rescued(sums: jax.Array, rescaled_sums: Callable[[jax.Array], jax.Array]) -> jax.Array:
     """The second pass of :func:`safe_norms`: each unsafe sum recomputed on the values
     scaled down (it overflowed) or up (it underflowed) by a fixed power of two."""
-    up, down = _rescaling_exponents(sums.dtype)
-    scale = jnp.ldexp(jnp.ones_like(sums), jnp.where(jnp.isfinite(sums), up, down))
+    scale = _rescue_scale(sums)
     return jnp.where(_plain_is_safe(sums), jnp.sqrt(sums), jnp.sqrt(rescaled_sums(scale)) / scale)
+
+
+def _rescue_scale(sums: jax.Array) -> jax.Array:
+    """The factor of each sum's rescaled pass: ``2^up`` after an underflow, ``2^down`` after an overflow."""
+    up, down = _rescaling_exponents(sums.dtype)
+    return jnp.ldexp(jnp.ones_like(sums), jnp.where(jnp.isfinite(sums), up, down))
 
 
 def l2_norm(x: jax.Array, axis: Any = None, keepdims: bool = False) -> jax.Array:
@@ -415,11 +420,44 @@ def _checked_norm(leaves: list[jax.Array], dtype: Any) -> jax.Array:
     ``lax.cond`` runs one branch, so a step pays for the rescaled pass only
     when it needs it (under ``vmap`` the cond becomes a select: both run).
     """
-    def sums(scale: Any = None) -> jax.Array:
-        scaled = leaves if scale is None else [x * scale.astype(real_dtype(x.dtype)) for x in leaves]
-        return sum((jnp.sum(abs_sq(x)).astype(dtype) for x in scaled), jnp.zeros((), dtype))
+    plain = sum((jnp.sum(abs_sq(x)).astype(dtype) for x in leaves), jnp.zeros((), dtype))
 
-    return safe_norms(sums(), sums)
+    def rescaled(scale: jax.Array) -> jax.Array:
+        total = jnp.zeros((), dtype)
+        for chunk in _rescue_chunks(leaves):  # widened to the norm's dtype: 2^-511 does not fit float32
+            flat = jnp.concatenate([jnp.ravel(leaves[i]).astype(jnp.promote_types(leaves[i].dtype, dtype))
+                                    for i in chunk])
+            total = total + jnp.sum(abs_sq(flat * scale)).astype(dtype)
+        return total
+
+    return safe_norms(plain, rescaled)
+
+
+#: The rescaled pass of a norm over many leaves concatenates the leaves of at most
+#: this many entries, in chunks of at most :data:`RESCUE_CHUNK` entries: its
+#: reductions are then a few kernels whatever the leaf count (per leaf, they
+#: would double the compiled program of a step, for a pass that rarely runs), and
+#: the chunks bound the memory the copies take. Larger leaves are reduced in place.
+RESCUE_MAX_LEAF = 2**18
+RESCUE_CHUNK = 2**22
+
+
+def _rescue_chunks(leaves: list[jax.Array]) -> list[list[int]]:
+    """The leaf indices reduced together by a rescaled pass: each leaf of more than
+    :data:`RESCUE_MAX_LEAF` entries alone, the others by dtype in chunks of at
+    most :data:`RESCUE_CHUNK` entries."""
+    chunks: list[list[int]] = []
+    filling: dict[Any, tuple[list[int], int]] = {}
+    for i, x in enumerate(leaves):
+        if x.size > RESCUE_MAX_LEAF:
+            chunks.append([i])
+            continue
+        members, size = filling.get(x.dtype, ([], 0))
+        if members and size + x.size > RESCUE_CHUNK:
+            chunks.append(members)
+            members, size = [], 0
+        filling[x.dtype] = ([*members, i], size + x.size)
+    return chunks + [members for members, _ in filling.values()]
 
 
 def _plain_is_safe(total: jax.Array) -> jax.Array:
@@ -446,19 +484,28 @@ def leaf_norms(tree: PyTree) -> list[jax.Array]:
     """The overflow-safe L2 norm of each leaf (in its real compute dtype), in flattening order.
 
     One ``lax.cond`` for the whole tree: the plain sums of squares, and the
-    rescaled ones (:func:`safe_norms`) only when one of them over- or underflows.
+    rescaled ones (:func:`safe_norms`, each leaf by its own factor) only when
+    one of them over- or underflows.
     """
     leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
     leaves = [x.astype(compute_dtype(x.dtype)) for x in leaves]
-    sums = [jnp.sum(abs_sq(x)) for x in leaves]
-    if not sums:
+    if not leaves:
         return []
-
-    def square_sum(x: jax.Array) -> Callable[[jax.Array], jax.Array]:
-        return lambda scale: jnp.sum(abs_sq(x * scale))
+    sums = [jnp.sum(abs_sq(x)) for x in leaves]
 
     def rescued() -> list[jax.Array]:
-        return [_rescued(total, square_sum(x)) for x, total in zip(leaves, sums)]
+        scales = [_rescue_scale(total) for total in sums]
+        rescaled = list(sums)
+        for chunk in _rescue_chunks(leaves):
+            if len(chunk) == 1:
+                rescaled[chunk[0]] = jnp.sum(abs_sq(leaves[chunk[0]] * scales[chunk[0]]))
+                continue
+            flat = jnp.concatenate([jnp.ravel(leaves[i]) * scales[i] for i in chunk])  # one segment per leaf
+            ids = np.repeat(np.arange(len(chunk), dtype=np.int32), [leaves[i].size for i in chunk])
+            per_leaf = jax.ops.segment_sum(abs_sq(flat), jnp.asarray(ids), len(chunk), indices_are_sorted=True)
+            for k, i in enumerate(chunk):
+                rescaled[i] = per_leaf[k]
+        return [jnp.where(_plain_is_safe(t), jnp.sqrt(t), jnp.sqrt(r) / s) for t, r, s in zip(sums, rescaled, scales)]
 
     safe = jnp.all(jnp.stack([_plain_is_safe(total) for total in sums]))
     return jax.lax.cond(safe, lambda: [jnp.sqrt(total) for total in sums], rescued)
