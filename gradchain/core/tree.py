@@ -41,6 +41,8 @@ __all__ = [
     "scale",
     "zeros_leaf",
     "zeros_like",
+    "RESCUE_CHUNK",
+    "RESCUE_MAX_LEAF",
 ]
 
 PyTree = Any
@@ -425,31 +427,33 @@ def _checked_norm(leaves: list[jax.Array], dtype: Any) -> jax.Array:
     def rescaled(scale: jax.Array) -> jax.Array:
         total = jnp.zeros((), dtype)
         for chunk in _rescue_chunks(leaves):  # widened to the norm's dtype: 2^-511 does not fit float32
-            flat = jnp.concatenate([jnp.ravel(leaves[i]).astype(jnp.promote_types(leaves[i].dtype, dtype))
-                                    for i in chunk])
-            total = total + jnp.sum(abs_sq(flat * scale)).astype(dtype)
+            wide = [leaves[i].astype(jnp.promote_types(leaves[i].dtype, dtype)) for i in chunk]
+            values = wide[0] if len(wide) == 1 else jnp.concatenate([jnp.ravel(x) for x in wide])
+            total = total + jnp.sum(abs_sq(values * scale)).astype(dtype)
         return total
 
     return safe_norms(plain, rescaled)
 
 
 #: The rescaled pass of a norm over many leaves concatenates the leaves of at most
-#: this many entries, in chunks of at most :data:`RESCUE_CHUNK` entries: its
-#: reductions are then a few kernels whatever the leaf count (per leaf, they
-#: would double the compiled program of a step, for a pass that rarely runs), and
-#: the chunks bound the memory the copies take. Larger leaves are reduced in place.
+#: this many entries (and not split over devices): its reductions are then a few
+#: kernels whatever the leaf count (per leaf, they would double the compiled program
+#: of a step, for a pass that rarely runs). Larger leaves are reduced in place.
 RESCUE_MAX_LEAF = 2**18
+
+#: ... in chunks of at most this many entries, which bound the memory the copies take
+#: (XLA reserves a branch's buffers whether it runs or not).
 RESCUE_CHUNK = 2**22
 
 
 def _rescue_chunks(leaves: list[jax.Array]) -> list[list[int]]:
     """The leaf indices reduced together by a rescaled pass: each leaf of more than
-    :data:`RESCUE_MAX_LEAF` entries alone, the others by dtype in chunks of at
-    most :data:`RESCUE_CHUNK` entries."""
+    :data:`RESCUE_MAX_LEAF` entries, or that may be partitioned over devices, alone;
+    the others by dtype in chunks of at most :data:`RESCUE_CHUNK` entries."""
     chunks: list[list[int]] = []
     filling: dict[Any, tuple[list[int], int]] = {}
     for i, x in enumerate(leaves):
-        if x.size > RESCUE_MAX_LEAF:
+        if x.size > RESCUE_MAX_LEAF or _may_be_partitioned(x):
             chunks.append([i])
             continue
         members, size = filling.get(x.dtype, ([], 0))
@@ -458,6 +462,26 @@ def _rescue_chunks(leaves: list[jax.Array]) -> list[list[int]]:
             members, size = [], 0
         filling[x.dtype] = ([*members, i], size + x.size)
     return chunks + [members for members, _ in filling.values()]
+
+
+def _may_be_partitioned(x: jax.Array) -> bool:
+    """Whether ``x`` may be split over devices (concatenating it would gather it): by its
+    sharding; a tracer under a mesh whose axes are not all explicit may be."""
+    if jax.device_count() == 1:
+        return False
+    if not isinstance(x, jax.core.Tracer):
+        sharding = getattr(x, "sharding", None)
+        return sharding is not None and len(sharding.device_set) > 1 and not sharding.is_fully_replicated
+    try:
+        sharding = jax.typeof(x).sharding
+        mesh = sharding.mesh
+    except (AttributeError, TypeError):
+        return True
+    if mesh.empty:  # no mesh: the program runs on one device
+        return False
+    if any(kind != jax.sharding.AxisType.Explicit for kind in mesh.axis_types):
+        return True  # GSPMD decides: unknown here
+    return any(axis is not None for axis in sharding.spec)
 
 
 def _plain_is_safe(total: jax.Array) -> jax.Array:
