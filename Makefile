@@ -37,8 +37,13 @@ lint: $(VENV)/.test-deps
 	$(VENV)/bin/lint-imports
 	$(PY) -m mypy
 
+# Compiled programs are kept on disk (.venv/jax-cache) for every process of the run,
+# notebooks and subprocesses included: many tests compile one program in fresh closures.
+# The benchmark harness turns the cache off around the compilations it times.
+TEST_ENV := JAX_COMPILATION_CACHE_DIR=$(CURDIR)/$(VENV)/jax-cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
+
 test: $(VENV)/.test-deps lint
-	$(PY) -m pytest -n 2 -q --durations=10 tests gradchain --nbmake notebooks
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist worksteal -q --durations=10 --nbmake notebooks tests gradchain
 
 # The documentation site, notebooks executed, warnings as errors: docs/_build/html/index.html.
 docs: $(VENV)/.test-deps

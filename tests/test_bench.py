@@ -170,3 +170,32 @@ def test_gpu_set_runs_from_a_checkout_with_only_jax_flax_optax_numpy(tmp_path):
     assert [(t["metric"], t["leaves"]) for t in report["targets"]] == [
         ("step", [12]), ("compile", [12]), ("step", [3]), ("compile", [3])]
     assert "## Targets" in text and "## 8. Federated simulation" in text
+
+
+def test_timed_compilations_bypass_the_persistent_cache_and_leave_it_as_it_was(tmp_path):
+    from jax.experimental.compilation_cache import compilation_cache
+
+    from gradchain.app.bench.timing import Compilation, compile_race
+
+    def entries() -> set[str]:
+        return {p.name for p in tmp_path.iterdir()}
+
+    previous = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    compilation_cache.reset_cache()
+    try:
+        x = jax.numpy.arange(7.0)
+        jax.jit(lambda v: v * 3.0 - 1.0)(x)  # the cache is on and used: this program is written
+        before = entries()
+        assert before
+        timed = compile_race([Compilation("c", lambda v: jax.numpy.cos(v) * 5.0 + v, (x,))], repeats=2)
+        assert timed["c"][1]["compile_spread"]["n"] == 2
+        assert entries() == before  # neither written nor (had it been there) read by the timed compilations
+        assert jax.config.jax_enable_compilation_cache  # as it was
+        jax.jit(lambda v: jax.numpy.tan(v) + 2.0)(x)  # and in use again
+        assert len(entries()) > len(before)
+    finally:
+        jax.config.update("jax_compilation_cache_dir", previous[0])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
+        compilation_cache.reset_cache()

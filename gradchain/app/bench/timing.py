@@ -3,15 +3,17 @@ summarised by their median and spread."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from jax.experimental.compilation_cache import compilation_cache
 
-__all__ = ["Compilation", "Contender", "compile_race", "compile_timed", "measure", "race", "race_samples",
-           "spread", "time_jitted"]
+__all__ = ["Compilation", "Contender", "compile_race", "compile_timed", "measure", "no_persistent_cache", "race",
+           "race_samples", "spread", "time_jitted"]
 
 
 class Contender(NamedTuple):
@@ -51,14 +53,42 @@ class Compilation(NamedTuple):
     donate: Sequence[int] = ()
 
 
+@contextlib.contextmanager
+def no_persistent_cache() -> Iterator[None]:
+    """Within the block, jax's persistent compilation cache is off (then as it was).
+
+    With the cache on (``JAX_COMPILATION_CACHE_DIR``), every repeat of a timed
+    compilation after the first would read the program back from disk. jax
+    decides once per process whether to use the cache; the block resets that
+    decision on entry and on exit.
+
+    Example:
+        >>> import jax
+        >>> from gradchain.app.bench.timing import no_persistent_cache
+        >>> with no_persistent_cache():
+        ...     jax.config.jax_enable_compilation_cache
+        False
+    """
+    previous = jax.config.values["jax_enable_compilation_cache"]
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", previous)
+        compilation_cache.reset_cache()
+
+
 def _compile_once(c: Compilation) -> tuple[Any, float, float]:
     jax.clear_caches()  # or the repeats would hit the in-memory compilation cache
     jitted = jax.jit(c.fn, donate_argnums=tuple(c.donate))
-    start = time.perf_counter()
-    lowered = jitted.lower(*c.args)
-    traced = time.perf_counter()
-    compiled = lowered.compile()
-    return compiled, traced - start, time.perf_counter() - traced
+    with no_persistent_cache():  # nor the one on disk
+        start = time.perf_counter()
+        lowered = jitted.lower(*c.args)
+        traced = time.perf_counter()
+        compiled = lowered.compile()
+        done = time.perf_counter()
+    return compiled, traced - start, done - traced
 
 
 def compile_race(compilations: Sequence[Compilation], repeats: int = REPEATS) -> dict[str, tuple[Any, dict]]:
