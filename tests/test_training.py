@@ -171,6 +171,13 @@ def test_per_example_clipping_needs_a_shared_leading_axis():
         gc.run_train_step(opt, loss_fn, params, opt.init(params), bad, sclip=1.0)
 
 
+# Jitted, as in a training step (one compilation per mode, sclip traced; eager, each example
+# would compile its operations one by one).
+_jit_clip_per_example = jax.jit(gc.clip_per_example, static_argnames="clipping")
+_jit_batch_grads = jax.jit(gc.batch_grads, static_argnames=("loss_fn", "clipping", "chunk_size"))
+_jit_per_example_grads = jax.jit(gc.per_example_grads, static_argnames="loss_fn")
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     scales=st.lists(st.floats(0.0, 50.0), min_size=3, max_size=3),
@@ -183,7 +190,7 @@ def test_clipped_examples_respect_the_bound_and_keep_their_direction(scales, scl
         "a": jnp.asarray(rng.normal(size=(3, 4)) * np.array(scales)[:, None], jnp.float32),
         "b": jnp.asarray(rng.normal(size=(3, 2, 2)), jnp.float32),
     }
-    clipped = gc.clip_per_example(grads, sclip, clipping)
+    clipped = _jit_clip_per_example(grads, sclip, clipping)
     for i in range(3):
         before = [np.asarray(g[i], np.float64) for g in grads.values()]
         after = [np.asarray(g[i], np.float64) for g in clipped.values()]
@@ -203,7 +210,7 @@ def test_every_clipping_path_matches_the_loop_reference(clipping, chunk_size):
     """Chunked norms + weighted passes (few tensors) and the chunked scan (many
     tensors) both equal clipping one example at a time, whatever the chunking."""
     params, batch = make_problem(batch_size=7, seed=3)
-    loss, grads = gc.batch_grads(loss_fn, params, batch, 0.7, clipping, chunk_size=chunk_size)
+    loss, grads = _jit_batch_grads(loss_fn, params, batch, 0.7, clipping, chunk_size=chunk_size)
     expected = loop_reference(params, batch, 0.7, clipping)
     for k in params:
         np.testing.assert_allclose(grads[k], expected[k], rtol=1e-5, atol=1e-7)
@@ -216,7 +223,7 @@ def test_every_clipping_path_matches_the_loop_reference(clipping, chunk_size):
         return loss_fn({"w": w, "b": params["b"]}, b)
 
     assert len(sliced) > gc.training.MAX_WEIGHTED_PASSES
-    got = gc.batch_grads(sliced_loss, sliced, batch, 0.05, clipping, chunk_size=chunk_size)[1]
-    per_example = gc.per_example_grads(sliced_loss, sliced, batch)[1]
-    want = jax.tree.map(lambda g: g.mean(0), gc.clip_per_example(per_example, 0.05, clipping))
+    got = _jit_batch_grads(sliced_loss, sliced, batch, 0.05, clipping, chunk_size=chunk_size)[1]
+    per_example = _jit_per_example_grads(sliced_loss, sliced, batch)[1]
+    want = jax.tree.map(lambda g: g.mean(0), _jit_clip_per_example(per_example, 0.05, clipping))
     assert_trees_equal(got, want, exact=False, rtol=1e-5, atol=1e-8)
