@@ -62,15 +62,32 @@ def test_validate_params_lists_each_parameters_group(tmp_path, capsys):
     ('{"lrate": 0.1, "groups": [{"params": "(bias"}]}', "groups[0]: `params`: invalid regular expression '(bias'"),
     ('{"lrate": 0.1, "groups": [{"params": "bias$", "lr": 1}]}', "groups[0]: unknown key(s) ['lr']"),
 ])
-def test_bad_configs_get_one_line_and_exit_code_2(tmp_path, content, message):
+def test_bad_configs_get_one_line_and_exit_code_2(tmp_path, capsys, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)
     for command in ("validate", "train"):
-        result = run(command, str(path))
-        assert result.returncode == 2
-        lines = result.stderr.strip().splitlines()
+        assert main([command, str(path)]) == 2
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("gradchain: error:") and message in lines[0]
-        assert "Traceback" not in result.stderr
+        assert captured.out == ""
+
+
+def test_a_bad_config_exits_the_process_with_code_2_and_one_line(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"lrate": 0.1, "modules": [["adamm", {}]]}')
+    result = run("train", str(path))  # as a user would: the exit status and stderr of the process
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gradchain: error:") and "Unknown module name 'adamm'" in lines[0]
+
+
+def test_cli_rejects_bad_federated_arguments(capsys):
+    for args, message in ((["--clients", "0"], "--clients must be >= 1"),
+                          (["--clients", "2000"], "--clients: `n_clients` must be an integer in [1, 1438]")):
+        assert main(["federated", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("gradchain: error:") and message in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_missing_config_file(capsys):

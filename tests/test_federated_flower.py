@@ -287,11 +287,3 @@ def test_ctrl_c_tears_the_federation_down(tmp_path):
     assert "interrupted" in err and "Traceback" not in err
     assert processes_marked(mark) == []
     assert list(tmp_path.iterdir()) == []
-
-
-def test_cli_rejects_bad_federated_arguments():
-    for args, message in ((["--clients", "0"], "--clients must be >= 1"),
-                          (["--clients", "2000"], "--clients: `n_clients` must be an integer in [1, 1438]")):
-        result = subprocess.run([sys.executable, "-m", "gradchain", "federated", *args], capture_output=True,
-                                text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
-        assert result.returncode == 2 and message in result.stderr, result.stderr

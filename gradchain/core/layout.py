@@ -162,10 +162,13 @@ class Layout:
         """The original tree, as ``jax.ShapeDtypeStruct`` leaves."""
         return self.treedef.unflatten([jax.ShapeDtypeStruct(s.shape, s.dtype) for s in self.slots])
 
-    def segments(self, child: int, rows: Callable[[tuple[int, ...]], int] | None = None) -> np.ndarray:
+    def segments(self, child: int, rows: Callable[[tuple[int, ...]], int] | None = None,
+                 own_padding: bool = True) -> np.ndarray:
         """The segment sizes of bucket ``child``, in order: one per leaf, or with
         ``rows`` (a leaf shape -> its number of rows) that many equal rows per leaf;
-        the padding, if any, is a last segment of its own."""
+        the padding, if any, is a last segment of its own, or with ``own_padding=False``
+        ends the last segment (its zeros change no sum: a norm's check then never
+        sees the padding's zero sum)."""
         sizes = []
         for slot in self.members(child):
             n = 1 if rows is None else rows(slot.shape)
@@ -173,7 +176,11 @@ class Layout:
                 continue
             sizes += [slot.size // n] * n
         pad = self.bucket_sizes[child] - sum(sizes) if self.bucket_sizes else 0
-        return np.asarray(sizes + ([pad] if pad else []), np.int64)
+        if pad and sizes and not own_padding:
+            sizes[-1] += pad
+        elif pad:
+            sizes.append(pad)
+        return np.asarray(sizes, np.int64)
 
 
 class Packed:

@@ -37,6 +37,7 @@ __all__ = [
     "map_leaves_multi",
     "path_str",
     "safe_norms",
+    "joint_chunks",
     "paths",
     "scale",
     "zeros_leaf",
@@ -447,17 +448,35 @@ RESCUE_CHUNK = 2**22
 
 
 def _rescue_chunks(leaves: list[jax.Array]) -> list[list[int]]:
-    """The leaf indices reduced together by a rescaled pass: each leaf of more than
-    :data:`RESCUE_MAX_LEAF` entries, or that may be partitioned over devices, alone;
-    the others by dtype in chunks of at most :data:`RESCUE_CHUNK` entries."""
+    """The leaf indices reduced together by a rescaled pass (:func:`joint_chunks` with
+    :data:`RESCUE_MAX_LEAF` and :data:`RESCUE_CHUNK`)."""
+    return joint_chunks(leaves, RESCUE_MAX_LEAF, RESCUE_CHUNK)
+
+
+def joint_chunks(leaves: Sequence[jax.Array], max_leaf: int, max_chunk: int) -> list[list[int]]:
+    """Leaf indices to process together, one list per joint operation: each leaf of more
+    than ``max_leaf`` entries, or that may be partitioned over devices, alone; the others
+    by dtype, in leaf order, in chunks of at most ``max_chunk`` entries.
+
+    For work that costs a kernel per call whatever its size (a reduction in a rarely
+    taken branch, a random draw): on the raveled and concatenated members of a chunk,
+    it compiles once per chunk instead of once per leaf. A leaf that may be split over
+    devices is never concatenated (that would gather it).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradchain.core.tree import joint_chunks
+        >>> joint_chunks([jnp.zeros(n) for n in (5, 13, 8, 9, 0, 3)], max_leaf=12, max_chunk=20)
+        [[1], [0, 2], [3, 4, 5]]
+    """
     chunks: list[list[int]] = []
     filling: dict[Any, tuple[list[int], int]] = {}
     for i, x in enumerate(leaves):
-        if x.size > RESCUE_MAX_LEAF or _may_be_partitioned(x):
+        if x.size > max_leaf or _may_be_partitioned(x):
             chunks.append([i])
             continue
         members, size = filling.get(x.dtype, ([], 0))
-        if members and size + x.size > RESCUE_CHUNK:
+        if members and size + x.size > max_chunk:
             chunks.append(members)
             members, size = [], 0
         filling[x.dtype] = ([*members, i], size + x.size)

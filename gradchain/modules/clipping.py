@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import jax
 
 from gradchain.core.layout import is_packed
-from gradchain.core.segments import map_packed, segment_l2_norms
+from gradchain.core.segments import map_packed, segment_l2_norms_of_buckets
 from gradchain.core.transform import EmptyState, Module
 from gradchain.core.tree import (
     PyTree,
@@ -59,12 +59,13 @@ class L2Clipping(Module):
     def update(
         self, updates: PyTree, state: EmptyState, params: PyTree | None = None, **extra: Any
     ) -> tuple[PyTree, EmptyState]:
-        if is_packed(updates):  # one segment per tensor (norms to float rounding)
+        if is_packed(updates):  # one segment per tensor (norms to float rounding), one cond for the buckets
             layout = updates.layout
+            n = layout.n_buckets
+            norms = segment_l2_norms_of_buckets(updates.buffers[:n],
+                                                [layout.segments(i, own_padding=False) for i in range(n)])
             return map_packed(
-                updates,
-                lambda b, i: _scaled(b, clip_factor(segment_l2_norms(b, layout.segments(i)), self.max_norm)),
-                self._clip_leaves,
+                updates, lambda b, i: _scaled(b, clip_factor(norms[i], self.max_norm)), self._clip_leaves,
             ), state
         leaves, treedef = jax.tree.flatten(updates)
         return treedef.unflatten(self._clip_leaves(leaves)), state

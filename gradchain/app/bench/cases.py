@@ -93,18 +93,18 @@ def _optax_updates_float64(tx_factory: Callable[[], Any], params: dict, grads: d
         to64 = lambda tree: jax.tree.map(lambda x: jnp.asarray(np.asarray(x), jnp.float64), tree)  # noqa: E731
         p64, g64 = to64(params), to64(grads)
         tx = tx_factory()
-        state, out = tx.init(p64), []
+        state, out, update = tx.init(p64), [], jax.jit(tx.update)  # compiled once, not per step
         for _ in range(steps):
-            u, state = jax.jit(tx.update)(g64, state, p64)
+            u, state = update(g64, state, p64)
             out.append(jax.tree.map(np.asarray, u))
         return out
 
 
 def _worst_error(tx: Any, params: dict, grads: dict, reference: list) -> float:
     """Largest ``max |u - u_ref| / max |u_ref|`` over leaves and steps."""
-    state, worst = tx.init(params), 0.0
+    state, worst, update = tx.init(params), 0.0, jax.jit(tx.update)
     for expected in reference:
-        u, state = jax.jit(tx.update)(grads, state, params)
+        u, state = update(grads, state, params)
         for x, y in zip(jax.tree.leaves(u), jax.tree.leaves(expected)):
             x = np.asarray(x, np.float64)
             worst = max(worst, float(np.max(np.abs(x - y)) / (np.max(np.abs(y)) + 1e-30)))
