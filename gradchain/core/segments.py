@@ -10,13 +10,13 @@ in a raveled tensor) reduces over *segments* of the buffer instead:
     \\text{then each } x_i \\text{ sees } s_{j(i)}
 
 with a few kernels per bucket and one gather to hand each entry its
-segment's value, instead of a kernel per tensor: when segments are long, the
-buffer is summed by rows of :data:`ROW` entries, then the rows that lie within
-one segment are added per segment (a ``segment_sum`` over ``n / ROW`` values)
-and the few rows that hold a segment boundary entry by entry. That is five times faster than a
-``segment_sum`` over every entry on a CPU (an XLA scatter runs one entry
-after the other), and more exact: no long sequential sum. The sums run in
-another order than a per-tensor ``jnp.sum``: results agree to float rounding,
+segment's value, instead of a kernel per tensor. When segments are long, the
+buffer is summed by rows of :data:`ROW` entries, then the rows that lie
+within one segment are added per segment (a ``segment_sum`` over ``n / ROW``
+values) and the few rows that hold a segment boundary entry by entry: five
+times faster than a ``segment_sum`` over every entry on a CPU (XLA's scatter
+runs one entry after the other), and closer to the exact sums. The sums run
+in another order than a per-tensor ``jnp.sum``: results agree to float rounding,
 not bit for bit. The leaves kept apart are reduced as they are, per leaf.
 
 Example:
@@ -64,12 +64,13 @@ def segment_sums(values: jax.Array, sizes: np.ndarray) -> jax.Array:
     .. math::
         s_j = \\sum_{i \\in \\text{segment } j} v_i
 
-    By rows of :data:`ROW` entries first (when the length is a multiple of it,
-    at least :data:`ROWWISE_MIN`, and at most a quarter of the rows hold a boundary): a row within one
-    segment adds its row sum to it, a row across a boundary adds its entries
-    to their segments; else one ``segment_sum`` over every entry. Same sums as
-    ``jax.ops.segment_sum(values, segment_ids(sizes), len(sizes))``, in another
-    order (pairwise within rows: closer to the exact sums in float32).
+    By rows of :data:`ROW` entries first, when the length is a multiple of
+    it, at least :data:`ROWWISE_MIN`, and at most a quarter of the rows hold
+    a boundary: a row within one segment adds its row sum to it, a row across
+    a boundary adds its entries to their segments. Else one ``segment_sum``
+    over every entry. Same sums as ``jax.ops.segment_sum(values,
+    segment_ids(sizes), len(sizes))``, in another order (pairwise within
+    rows: closer to the exact sums in float32).
 
     Example:
         >>> import jax.numpy as jnp, numpy as np
@@ -103,9 +104,10 @@ def segment_l2_norms(buffer: jax.Array, sizes: np.ndarray) -> jax.Array:
     squares over- or underflows is recomputed on its entries scaled by a fixed
     power of two (:func:`gradchain.core.tree.safe_norms`: exact), so 1e20
     entries are not lost to overflow nor 1e-30 ones to underflow; NaN in a
-    segment gives NaN. Both passes always run (no ``lax.cond``: one per bucket
-    would cost more to compile than the pass it saves; see
-    :func:`segment_l2_norms_of_buckets` for one cond over all buckets).
+    segment gives NaN. Both passes always run (no ``lax.cond``: a caller
+    transforming bucket by bucket would take one per bucket, and a bucket's
+    own padding segment, all zeros, would ask for the second pass anyway).
+    :func:`segment_l2_norms_of_buckets` takes one cond for all buckets.
     """
     x = buffer.astype(compute_dtype(buffer.dtype))
     ids = jnp.asarray(segment_ids(sizes))

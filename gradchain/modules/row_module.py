@@ -94,9 +94,8 @@ class RowwiseModule(Module, register=False):
 
     def transform_segments(self, buffer: jax.Array, sizes: Any) -> jax.Array:
         """:meth:`transform_rows` on a packed buffer (compute dtype) whose rows are
-        segments of ``sizes`` entries (see :mod:`gradchain.core.segments`); the
-        bucket's zero padding, if any, ends the last segment. A class implementing
-        it may declare ``packable = True``."""
+        segments of ``sizes`` entries (see :mod:`gradchain.core.segments`); a class
+        implementing it may declare ``packable = True``."""
         raise NotImplementedError(f"{type(self).__qualname__} does not implement `transform_segments`.")
 
     def _packed_update(self, updates: Packed) -> Packed:
@@ -107,7 +106,7 @@ class RowwiseModule(Module, register=False):
             if self.elementwise:
                 return self._elementwise(b)
             x = b.astype(compute_dtype(b.dtype))
-            rows = layout.segments(i, row_counter(self.param_ndim, self), own_padding=False)
+            rows = layout.segments(i, row_counter(self.param_ndim, self))
             return self.finish(self.transform_segments(x, rows)).astype(b.dtype)
 
         def apart(leaves: list[Any]) -> list[Any]:
