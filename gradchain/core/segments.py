@@ -109,23 +109,19 @@ def segment_l2_norms(buffer: jax.Array, sizes: np.ndarray) -> jax.Array:
     own padding segment, all zeros, would ask for the second pass anyway).
     :func:`segment_l2_norms_of_buckets` takes one cond for all buckets.
     """
-    x = buffer.astype(compute_dtype(buffer.dtype))
-    ids = jnp.asarray(segment_ids(sizes))
-
-    def sums(scale: jax.Array | None = None) -> jax.Array:
-        return segment_sums(abs_sq(x if scale is None else x * scale[ids]), sizes)
-
-    return safe_norms(sums(), sums, lazy=False)[ids]
+    return segment_l2_norms_of_buckets([buffer], [sizes], lazy=False)[0]
 
 
-def segment_l2_norms_of_buckets(buffers: Sequence[jax.Array], sizes: Sequence[np.ndarray]) -> list[jax.Array]:
+def segment_l2_norms_of_buckets(buffers: Sequence[jax.Array], sizes: Sequence[np.ndarray],
+                                lazy: bool = True) -> list[jax.Array]:
     """:func:`segment_l2_norms` of each buffer, with one ``lax.cond`` for all: the second
     pass runs only at a step where a segment's plain sum over- or underflowed.
 
     A zero sum asks for it (its entries may have underflowed): a bucket's
     padding must end the last segment
     (:meth:`~gradchain.core.layout.Layout.segments` with ``own_padding=False``),
-    not be one, or every step would run both passes.
+    not be one, or every step would run both passes. ``lazy=False``: both
+    passes always run, no cond (:func:`gradchain.core.tree.safe_norms`).
 
     Example:
         >>> import jax.numpy as jnp, numpy as np
@@ -148,7 +144,7 @@ def segment_l2_norms_of_buckets(buffers: Sequence[jax.Array], sizes: Sequence[np
             return jnp.concatenate([segment_sums(abs_sq(xs[k] if c is None else xs[k] * c[ids[k]]), sizes[k])
                                     for k, c in zip(members, scales)])
 
-        for k, norms in zip(members, jnp.split(safe_norms(sums(), sums), cuts)):
+        for k, norms in zip(members, jnp.split(safe_norms(sums(), sums, lazy), cuts)):
             out[k] = norms[ids[k]]
     return out
 
