@@ -377,13 +377,14 @@ def check_optax_and_flax_interop(tx, params, grads, lrate: float = 0.1) -> None:
 
 
 def check_vmap_matches_loop(tx, params, grads) -> None:
-    """vmap over a client axis gives what a Python loop over clients gives."""
+    """vmap over a client axis gives what a Python loop over clients gives (both jitted)."""
     clients_p = [params, scaled(params, 0.5)]
     clients_g = [grads, scaled(grads, -2.0)]
     states = [tx.init(p) for p in clients_p]
-    loop = [tx.update(g, s, p) for g, s, p in zip(clients_g, states, clients_p)]
+    step = jax.jit(tx.update)  # eager, every op would compile for every leaf shape, batched and not
+    loop = [step(g, s, p) for g, s, p in zip(clients_g, states, clients_p)]
     stack = lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees)  # noqa: E731
-    batched = jax.vmap(tx.update)(stack(clients_g), stack(states), stack(clients_p))
+    batched = jax.jit(jax.vmap(tx.update))(stack(clients_g), stack(states), stack(clients_p))
     assert_trees_equal(batched, stack(loop), exact=False, rtol=2e-6, atol=1e-6,
                        what=f"{_name(tx)}: vmap over clients vs a loop over clients, (updates, state)")
 

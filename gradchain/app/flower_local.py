@@ -159,27 +159,42 @@ def _teardown(procs: list[subprocess.Popen], token: str, grace: float = 10.0) ->
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt (as Ctrl-C does), so that ``finally`` tears down."""
+def _interrupts() -> Iterator[Callable[[], None]]:
+    """While the run lasts, SIGINT and SIGTERM raise KeyboardInterrupt, so that ``finally`` tears down.
+
+    Both are also remembered, and the yielded ``check`` raises again: the
+    waiting loops call it at every turn, since Python only prints an exception
+    raised while a finalizer runs. A signal the process ignores stays ignored.
+    """
+    received: list[int] = []
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
+    def check() -> None:
+        if received:
+            raise KeyboardInterrupt(f"signal {received[0]}")
+
+    previous: dict[signal.Signals, Any] = {}
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, handler)
     except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
+        pass
     try:
-        yield
+        yield check
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float, procs: list[subprocess.Popen],
-              logs: Path) -> None:
+              logs: Path, check: Callable[[], None]) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
+        check()
         for proc in procs:
             if proc.poll() is not None:
                 raise FederationError(f"{_name(proc)} exited with code {proc.returncode} "
@@ -229,11 +244,11 @@ def run_local_federation(n_clients: int, rounds: int, strategy: str, seed: int,
         return proc
 
     try:
-        with _sigterm_as_interrupt():
+        with _interrupts() as check:
             link_port, *node_ports = _free_ports(1 + n_clients)
             spawn("superlink", "flower-superlink", "--insecure", "--disable-runtime-dependency-installation",
                   "--host", "127.0.0.1", "--port", str(link_port))
-            _wait_for(lambda: _listening(link_port), "the SuperLink", 120, procs, logs)
+            _wait_for(lambda: _listening(link_port), "the SuperLink", 120, procs, logs, check)
             for i, port in enumerate(node_ports):
                 spawn(f"supernode-{i}", "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{link_port}",
                       "--port", str(port), "--node-config", f"partition-id={i} num-partitions={n_clients}")
@@ -251,7 +266,7 @@ def run_local_federation(n_clients: int, rounds: int, strategy: str, seed: int,
                                        text=True, timeout=120)
             if submitted.returncode != 0:
                 raise FederationError(f"flwr run failed: {(submitted.stderr or submitted.stdout).strip()}")
-            return _follow(out, procs, logs, on_round, start + timeout)
+            return _follow(out, procs, logs, on_round, start + timeout, check)
     finally:
         _teardown(procs, token)
         # a FederationError names the logs: they stay; otherwise (success, Ctrl-C) nothing is left
@@ -260,11 +275,13 @@ def run_local_federation(n_clients: int, rounds: int, strategy: str, seed: int,
 
 
 def _follow(out: Path, procs: list[subprocess.Popen], logs: Path,
-            on_round: Callable[[dict[str, Any]], None] | None, deadline: float) -> dict[str, Any]:
+            on_round: Callable[[dict[str, Any]], None] | None, deadline: float,
+            check: Callable[[], None]) -> dict[str, Any]:
     """Read the server's progress lines until it is done; return the final params."""
     progress = out / "progress.jsonl"
     seen = 0
     while True:
+        check()
         lines = progress.read_text().splitlines() if progress.exists() else []
         complete = [line for line in lines if line.endswith("}")]
         for line in complete[seen:]:

@@ -104,7 +104,7 @@ def bench_case(case: str, tree: str, n_leaves: int, total: int, steps: int = 20,
 
 def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 20, log=print,
                   compile_repeats: int = REPEATS, per_leaf: bool = True,
-                  deadline: float | None = None) -> dict[str, Any]:
+                  deadline: float | None = None, cases: Sequence[str] | None = None) -> dict[str, Any]:
     """:func:`bench_case` for every case, tree kind and leaf count, and the equivalence check.
 
     Args:
@@ -117,9 +117,11 @@ def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 2
         per_leaf: run the ``per-leaf`` contender too.
         deadline: a ``time.monotonic()`` after which the remaining rows are
             not run but listed under ``skipped``.
+        cases: the rows' cases (keys of :data:`~gradchain.app.bench.cases.CASES`);
+            None: all of them.
 
     The equivalence check (:func:`~gradchain.app.bench.cases.check_equivalence`)
-    runs on the first tree of the first kind.
+    runs every case on the first tree of the first kind.
     """
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
@@ -128,7 +130,7 @@ def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 2
     equivalence = check_equivalence(TREES[first_kind](n0, total, seed=0), TREES[first_kind](n0, total, seed=1))
     for tree, counts in trees.items():
         for n in counts:
-            for case in CASES:
+            for case in CASES if cases is None else cases:
                 if deadline is not None and time.monotonic() > deadline:
                     skipped.append(f"{case} / {tree} / {n} leaves")
                     continue
