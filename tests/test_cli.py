@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 import gradchain as gc
 from gradchain.app.cli import main
 from gradchain.app.examples.demo import DEMO_CONFIGS
+from gradchain.app.flower_local import _interrupts
 
 
 def run(*args):
@@ -158,12 +162,6 @@ def test_bench_smoke_run_writes_json_markdown_and_png(tmp_path):
 
 def test_a_local_federation_remembers_an_interrupt_that_was_swallowed():
     # Python only prints an exception raised inside a finalizer: the waiting loops raise it again
-    import os
-    import signal
-    import time
-
-    from gradchain.app.flower_local import _interrupts
-
     before = signal.getsignal(signal.SIGINT)
     with _interrupts() as check:
         check()  # nothing received yet
