@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -126,6 +127,110 @@ def test_update_rows_past_the_deadline_are_listed_not_run():
                                "declearn pipeline / uneven / 2 leaves"]
 
 
+class _Stop(BaseException):
+    """Stands for an interruption (a device's time limit, Ctrl-C): not an Exception, so not recorded."""
+
+
+def _fake_gpu_set(monkeypatch, tmp_path: Path, per_example=None, after_row=None) -> dict:
+    """Replaces the GPU set's measurements with instant ones; returns what they saw of the report on disk."""
+    from gradchain.app.bench import suite
+
+    seen: dict = {}
+    on_disk = lambda: json.loads((tmp_path / "bench-gpu.json").read_text())  # noqa: E731
+
+    def federated(**kwargs):
+        seen["before federated"] = on_disk()
+        return {"clients": kwargs["n_clients"]}
+
+    def updates(trees, total, steps, on_row, **kwargs):
+        so_far = {"rows": [_row("adam", 3, (0.9, 0.8))], "skipped": [], "equivalence_tree": "uneven, 3 leaves",
+                  "max_relative_difference_vs_optax": {"adam": {"default": 3e-7, "optax float32": 1e-5}}}
+        on_row(so_far)
+        seen["after a row"] = on_disk()
+        if after_row is not None:
+            after_row()
+        return so_far
+
+    monkeypatch.setattr(suite, "bench_gpu", lambda *a, **k: {"available": True, "fraction_of_copy": 0.9})
+    monkeypatch.setattr(suite, "bench_per_example", per_example or (lambda **k: [{"global / plain": 1.5}]))
+    monkeypatch.setattr(suite, "bench_federated", federated)
+    monkeypatch.setattr(suite, "bench_updates", updates)
+    return seen
+
+
+def test_the_report_is_on_disk_after_every_section_marked_partial_until_the_end(tmp_path, monkeypatch):
+    from gradchain.app.bench import main
+
+    seen = _fake_gpu_set(monkeypatch, tmp_path)
+    assert main(["--gpu", "--quick", "--out", str(tmp_path)]) == 0
+    before = seen["before federated"]  # the sections before it, written, the run marked unfinished
+    assert before["complete"] is False and before["gpu"]["fraction_of_copy"] == 0.9
+    assert before["per_example"] == [{"global / plain": 1.5}] and "federated" not in before
+    assert [r["leaves"] for r in seen["after a row"]["updates"]["rows"]] == [3]
+    verdicts = {(t["metric"], tuple(t["leaves"])): t["cases"]["adam"] for t in seen["after a row"]["targets"]}
+    assert verdicts[("step", (3,))] == {"worst": 0.9, "met": True}
+    assert verdicts[("step", (8,))] == {"worst": None, "met": None}  # its row not run yet
+    final = json.loads((tmp_path / "bench-gpu.json").read_text())
+    assert final["complete"] is True and "failed" not in final and final["federated"] == {"clients": 8}
+    text = (tmp_path / "bench-gpu.md").read_text()
+    assert "Partial report" not in text and "Failed" not in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench-gpu.json", "bench-gpu.md", "bench-gpu.png"]
+
+
+def test_a_failed_section_is_listed_the_others_run_and_the_command_exits_1(tmp_path, monkeypatch, capsys):
+    from gradchain.app.bench import main
+
+    def out_of_memory(**kwargs):
+        raise RuntimeError("RESOURCE_EXHAUSTED: out of memory allocating 17179869184 bytes")
+
+    _fake_gpu_set(monkeypatch, tmp_path, per_example=out_of_memory)
+    assert main(["--gpu", "--quick", "--out", str(tmp_path)]) == 1
+    report = json.loads((tmp_path / "bench-gpu.json").read_text())
+    assert report["failed"] == {"per_example": "RuntimeError: RESOURCE_EXHAUSTED: out of memory allocating "
+                                               "17179869184 bytes"}
+    assert "per_example" not in report and report["federated"] == {"clients": 8}
+    assert report["updates"]["rows"][0]["case"] == "adam" and report["complete"] is True
+    text = (tmp_path / "bench-gpu.md").read_text()
+    assert "* `per_example`: RuntimeError: RESOURCE_EXHAUSTED" in text and "## 8. Federated simulation" in text
+    assert "section per_example failed: RuntimeError" in capsys.readouterr().out
+
+
+def test_a_run_interrupted_mid_section_leaves_what_it_measured_marked_partial(tmp_path, monkeypatch):
+    from gradchain.app.bench import main
+
+    def stop():
+        raise _Stop
+
+    _fake_gpu_set(monkeypatch, tmp_path, after_row=stop)
+    with pytest.raises(_Stop):  # an interruption is not swallowed
+        main(["--gpu", "--quick", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "bench-gpu.json").read_text())
+    assert report["complete"] is False and "elapsed_s" not in report
+    assert report["federated"] == {"clients": 8} and [r["leaves"] for r in report["updates"]["rows"]] == [3]
+    text = (tmp_path / "bench-gpu.md").read_text()
+    assert "**Partial report**" in text and "No plot yet" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench-gpu.json", "bench-gpu.md"]
+
+
+def test_a_write_that_fails_half_way_leaves_the_previous_report(tmp_path, monkeypatch):
+    rows = [_row("adam", 10, (1.0, 1.0))]
+    write_report(_results(rows), tmp_path, plot_it=False)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real_write_text = Path.write_text
+
+    def half_then_fail(self, text, *args, **kwargs):
+        real_write_text(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        write_report(_results([*rows, _row("adam", 300, (0.8, 0.4))]), tmp_path, plot_it=False)
+    monkeypatch.undo()
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert after == before  # nor is a temporary file left behind
+    assert len(json.loads(after["bench.json"])["updates"]["rows"]) == 1
+
+
 #: Runs ``python -m gradchain bench --gpu --quick`` with the optional packages made unimportable,
 #: as on a machine where only jax, flax, optax and numpy are installed.
 _WITHOUT_EXTRAS = textwrap.dedent("""
@@ -170,6 +275,16 @@ def test_gpu_set_runs_from_a_checkout_with_only_jax_flax_optax_numpy(tmp_path):
     assert [(t["metric"], t["leaves"]) for t in report["targets"]] == [
         ("step", [8]), ("compile", [8]), ("step", [3]), ("compile", [3])]
     assert "## Targets" in text and "## 8. Federated simulation" in text
+
+
+def test_the_prepared_gpu_command_is_valid_shell_and_names_test_files_that_exist():
+    script = ROOT / "tools" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    named = set(re.findall(r"tests/test_\w+\.py", text))
+    assert len(named) >= 10
+    assert sorted(name for name in named if not (ROOT / name).is_file()) == []
+    assert "python -m gradchain bench --gpu" in text and os.access(script, os.X_OK)
 
 
 def test_timed_compilations_bypass_the_persistent_cache_and_leave_it_as_it_was(tmp_path):

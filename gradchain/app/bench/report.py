@@ -11,6 +11,7 @@ it is missing, the report says so and no PNG is written.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,12 @@ def _header(results: dict[str, Any]) -> list[str]:
         lines += [f"**No GPU was found**: this run used the default backend ({machine['backend']}, "
                   f"{machine['device_kind']}); its numbers say nothing about a GPU.", ""]
     lines += [f"Command: `{results['command']}`.", ""]
+    if results.get("complete") is False:
+        lines += ["**Partial report**: written while the run was going, after its last finished section "
+                  "or row; a run cut short stops here.", ""]
+    if results.get("failed"):
+        lines += ["**Failed sections** (the others ran):", ""]
+        lines += [f"* `{key}`: {error}" for key, error in results["failed"].items()] + [""]
     return lines
 
 
@@ -189,15 +196,36 @@ def plot(results: dict[str, Any], path: Path) -> str | None:
     return None
 
 
-def write_report(results: dict[str, Any], out_dir: Path, stem: str = "bench") -> dict[str, Path]:
-    """Write ``{stem}.json``, ``{stem}.md`` and (with matplotlib) ``{stem}.png`` into ``out_dir``;
-    return the paths written."""
+def write_report(results: dict[str, Any], out_dir: Path, stem: str = "bench", plot_it: bool = True) -> dict[str, Path]:
+    """Write ``{stem}.json``, ``{stem}.md`` and (with matplotlib, unless ``plot_it`` is False)
+    ``{stem}.png`` into ``out_dir``; return the paths written.
+
+    Each file is written whole to a temporary name, then renamed over the
+    old one: a run stopped half-way through a write leaves the previous
+    report, never a truncated one.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md"}
     results = {**results, "stem": stem}
-    paths["json"].write_text(json.dumps(results, indent=2))
-    note = plot(results, out_dir / f"{stem}.png") if "updates" in results else "No plot: no update was measured."
+    _write_whole(paths["json"], json.dumps(results, indent=2))
+    note: str | None
+    if not plot_it:
+        note = "No plot yet: it is drawn when the run ends."
+    elif "updates" in results:
+        note = plot(results, out_dir / f"{stem}.png")
+    else:
+        note = "No plot: no update was measured."
     if note is None:
         paths["png"] = out_dir / f"{stem}.png"
-    paths["md"].write_text(markdown(results, note))
+    _write_whole(paths["md"], markdown(results, note))
     return paths
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """``path`` holds ``text`` or what it held before, never part of it."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_text(text)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)

@@ -3,6 +3,9 @@
 ``gradchain bench`` runs the CPU suite and writes ``bench.{json,md,png}``;
 ``gradchain bench --gpu`` runs the GPU set alone and writes
 ``bench-gpu.{json,md,png}``; ``--quick`` shrinks either to a smoke run.
+Either rewrites its report after every section and update row, so that a
+run cut short keeps what it measured; a section that fails is listed in the
+report and makes the command exit with status 1 once the others have run.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -55,17 +59,70 @@ QUICK_GPU: _Sizes = {"trees": {"uneven": [3, 8]}, "cases": ["adam", "declearn pi
 GPU_UPDATES_DEADLINE_S = 330.0
 
 
-def _updates(results: dict[str, Any], size: _Sizes, log, per_leaf: bool = True,
-             deadline: float | None = None) -> None:
-    results["updates"] = bench_updates(size["trees"], size["total"], size["steps"], log=log,
-                                       compile_repeats=size["compile_repeats"], per_leaf=per_leaf,
-                                       deadline=deadline, cases=size["cases"])
-    targets = issue_targets(size["trees"]["uneven"]) + no_regression_targets(size["trees"].get("blocks", []))
-    results["targets"] = check_targets(targets, results["updates"]["rows"])
+class _Report:
+    """A run's results, its report rewritten after every section and every update row.
+
+    A run cut short (a device lent for minutes, a time limit, Ctrl-C) keeps on
+    disk what it measured so far, marked as partial; a section that raises is
+    recorded under ``failed`` (the exception's type and message) and the next
+    one runs, so one benchmark's failure costs none of the others' figures.
+    The plot is drawn once, at the end.
+    """
+
+    def __init__(self, results: dict[str, Any], out_dir: Path, stem: str, log: Callable[[str], Any]) -> None:
+        self.results, self.out_dir, self.stem, self.log = results, out_dir, stem, log
+        results["complete"] = False
+
+    def write(self, final: bool = False) -> dict[str, Path]:
+        return write_report(self.results, self.out_dir, self.stem, plot_it=final)
+
+    def section(self, key: str, measure: Callable[[], Any]) -> None:
+        """``results[key] = measure()``, or the failure recorded; then the report written."""
+        try:
+            value = measure()
+        except Exception as error:  # recorded in the report and the exit status, not raised
+            self.results.setdefault("failed", {})[key] = f"{type(error).__name__}: {error}"
+            self.log(f"  FAILED: {self.results['failed'][key]}")
+        else:
+            self.results[key] = value
+            if key != "updates":
+                self.log(f"  {value}")
+        self.write()
+
+    def updates(self, size: _Sizes, per_leaf: bool = True, deadline: float | None = None) -> None:
+        """Section 1, its rows and the targets' verdicts written as each row is done."""
+        targets = issue_targets(size["trees"]["uneven"]) + no_regression_targets(size["trees"].get("blocks", []))
+
+        def progress(updates: dict[str, Any]) -> None:
+            self.results["updates"] = updates
+            self.results["targets"] = check_targets(targets, updates["rows"])
+            self.write()
+
+        def measure() -> dict[str, Any]:
+            done = bench_updates(size["trees"], size["total"], size["steps"], log=self.log,
+                                 compile_repeats=size["compile_repeats"], per_leaf=per_leaf,
+                                 deadline=deadline, cases=size["cases"], on_row=progress)
+            progress(done)
+            return done
+
+        self.section("updates", measure)
+
+    def finish(self, start: float) -> dict[str, Any]:
+        self.results["elapsed_s"] = time.monotonic() - start
+        self.results["complete"] = True
+        paths = self.write(final=True)
+        self.log("wrote " + ", ".join(str(p) for p in paths.values()))
+        for key, error in self.results.get("failed", {}).items():
+            self.log(f"section {key} failed: {error}")
+        return self.results
 
 
 def run(out_dir: Path, quick: bool = False, declearn_venv: Path | None = None, log=print) -> dict[str, Any]:
     """Run the CPU suite and write ``bench.{json,md,png}`` into ``out_dir``; return the results.
+
+    The report is rewritten after every section (see :class:`_Report`): a run
+    cut short leaves a partial one, and a failed section is listed in it
+    under ``failed``.
 
     Args:
         out_dir: where the report goes.
@@ -75,34 +132,32 @@ def run(out_dir: Path, quick: bool = False, declearn_venv: Path | None = None, l
     """
     start = time.monotonic()
     size = QUICK if quick else FULL
-    results: dict[str, Any] = {"title": "gradchain benchmarks", "machine": describe_machine(),
-                               "command": "gradchain bench" + (" --quick" if quick else ""), "sizes": size}
+    report = _Report({"title": "gradchain benchmarks", "machine": describe_machine(),
+                      "command": "gradchain bench" + (" --quick" if quick else ""), "sizes": size},
+                     out_dir, "bench", log)
     log("1. optimizer updates")
-    _updates(results, size, log)
+    report.updates(size)
     log("2. gradient accumulation")
-    results["accumulation"] = bench_accumulation(100 if not quick else 3, size["total"], cycles=size["steps"])
-    log(f"  {results['accumulation']}")
+    report.section("accumulation", lambda: bench_accumulation(100 if not quick else 3, size["total"],
+                                                              cycles=size["steps"]))
     log("3. per-example clipping")
-    results["per_example"] = (bench_per_example(steps=size["steps"]) if not quick
-                              else bench_per_example(batch=8, hidden_sizes=((16,),), steps=size["steps"]))
-    log(f"  {results['per_example']}")
+    report.section("per_example", lambda: bench_per_example(steps=size["steps"]) if not quick
+                   else bench_per_example(batch=8, hidden_sizes=((16,),), steps=size["steps"]))
     log("4. state bytes")
-    results["state_bytes"] = bench_state_bytes(size["many_leaves"], size["total"])
+    report.section("state_bytes", lambda: bench_state_bytes(size["many_leaves"], size["total"]))
     if declearn_venv is not None:
         log("5. declearn")
-        results["declearn"] = bench_declearn(declearn_venv, 100 if not quick else 3,
-                                             size["total"] // (4 if not quick else 1), size["steps"], log=log)
+        report.section("declearn", lambda: bench_declearn(declearn_venv, 100 if not quick else 3,
+                                                          size["total"] // (4 if not quick else 1), size["steps"],
+                                                          log=log))
     else:
-        results["declearn"] = {"available": False, "reason": "skipped (--no-declearn)"}
+        report.results["declearn"] = {"available": False, "reason": "skipped (--no-declearn)"}
     log("6. GPU")
-    results["gpu"] = bench_gpu() if not quick else {"available": False, "reason": "skipped in --quick"}
+    report.section("gpu", lambda: bench_gpu() if not quick else {"available": False, "reason": "skipped in --quick"})
     log("7. flat-parameter train step")
-    results["flat_step"] = bench_flat_step(size["many_leaves"], size["total"], size["steps"],
-                                           size["compile_repeats"])
-    results["elapsed_s"] = time.monotonic() - start
-    paths = write_report(results, out_dir)
-    log("wrote " + ", ".join(str(p) for p in paths.values()))
-    return results
+    report.section("flat_step", lambda: bench_flat_step(size["many_leaves"], size["total"], size["steps"],
+                                                        size["compile_repeats"]))
+    return report.finish(start)
 
 
 def run_gpu(out_dir: Path, quick: bool = False, log=print) -> dict[str, Any]:
@@ -114,33 +169,31 @@ def run_gpu(out_dir: Path, quick: bool = False, log=print) -> dict[str, Any]:
     and compile, uneven trees of 10, 300 and 1000 leaves and a tree of repeated blocks of 1000; the per-leaf
     layout is left out, each contender compiles once). Without a GPU it
     runs on whatever the default backend is, and the report says no GPU was
-    found. ``quick``: tiny sizes.
+    found. ``quick``: tiny sizes. As :func:`run`, the report is rewritten
+    after every section and row, and a failed section is listed in it.
     """
     start = time.monotonic()
     size = QUICK_GPU if quick else GPU
     found = gpu_found()
-    results: dict[str, Any] = {"title": "gradchain benchmarks: the GPU set", "machine": describe_machine(),
-                               "gpu_found": found, "sizes": size,
-                               "command": "python -m gradchain bench --gpu" + (" --quick" if quick else "")}
+    report = _Report({"title": "gradchain benchmarks: the GPU set", "machine": describe_machine(),
+                      "gpu_found": found, "sizes": size,
+                      "command": "python -m gradchain bench --gpu" + (" --quick" if quick else "")},
+                     out_dir, "bench-gpu", log)
     if not found:
-        log(f"no GPU found: running on the default backend ({results['machine']['backend']})")
+        log(f"no GPU found: running on the default backend ({report.results['machine']['backend']})")
     log("6. Adam's bandwidth against a copy")
-    results["gpu"] = bench_gpu(2**16 if quick else 64 * 2**20, steps=3 if quick else 50, any_device=True)
-    log(f"  {results['gpu']}")
+    report.section("gpu", lambda: bench_gpu(2**16 if quick else 64 * 2**20, steps=3 if quick else 50,
+                                            any_device=True))
     log("3. per-example clipping")
-    results["per_example"] = (bench_per_example(batch=8, hidden_sizes=((16,),), steps=3) if quick
-                              else bench_per_example(steps=100))
-    log(f"  {results['per_example']}")
+    report.section("per_example", lambda: bench_per_example(batch=8, hidden_sizes=((16,),), steps=3) if quick
+                   else bench_per_example(steps=100))
     log("8. federated simulation")
-    results["federated"] = (bench_federated(n_clients=8, examples=16, rounds=2, local_steps=2, batch_size=4)
-                            if quick else bench_federated(n_clients=1000))
-    log(f"  {results['federated']}")
+    report.section("federated", lambda: bench_federated(n_clients=8, examples=16, rounds=2, local_steps=2,
+                                                        batch_size=4) if quick
+                   else bench_federated(n_clients=1000))
     log("1. optimizer updates (default and optax)")
-    _updates(results, size, log, per_leaf=False, deadline=start + GPU_UPDATES_DEADLINE_S)
-    results["elapsed_s"] = time.monotonic() - start
-    paths = write_report(results, out_dir, stem="bench-gpu")
-    log("wrote " + ", ".join(str(p) for p in paths.values()))
-    return results
+    report.updates(size, per_leaf=False, deadline=start + GPU_UPDATES_DEADLINE_S)
+    return report.finish(start)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,10 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-declearn", action="store_true", help="skip the declearn comparison")
     args = parser.parse_args(argv)
     if args.gpu:
-        run_gpu(args.out, quick=args.quick)
+        results = run_gpu(args.out, quick=args.quick)
     else:
-        run(args.out, quick=args.quick, declearn_venv=None if args.no_declearn else args.declearn_venv)
-    return 0
+        results = run(args.out, quick=args.quick, declearn_venv=None if args.no_declearn else args.declearn_venv)
+    return 1 if results.get("failed") else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -104,7 +104,8 @@ def bench_case(case: str, tree: str, n_leaves: int, total: int, steps: int = 20,
 
 def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 20, log=print,
                   compile_repeats: int = REPEATS, per_leaf: bool = True,
-                  deadline: float | None = None, cases: Sequence[str] | None = None) -> dict[str, Any]:
+                  deadline: float | None = None, cases: Sequence[str] | None = None,
+                  on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """:func:`bench_case` for every case, tree kind and leaf count, and the equivalence check.
 
     Args:
@@ -119,6 +120,8 @@ def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 2
             not run but listed under ``skipped``.
         cases: the rows' cases (keys of :data:`~gradchain.app.bench.cases.CASES`);
             None: all of them.
+        on_row: called after each row with the results so far (the same
+            keys as the return value), e.g. to write a partial report.
 
     The equivalence check (:func:`~gradchain.app.bench.cases.check_equivalence`)
     runs every case on the first tree of the first kind.
@@ -128,6 +131,11 @@ def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 2
     first_kind = next(iter(trees))
     n0 = trees[first_kind][0]
     equivalence = check_equivalence(TREES[first_kind](n0, total, seed=0), TREES[first_kind](n0, total, seed=1))
+
+    def so_far() -> dict[str, Any]:
+        return {"rows": list(rows), "max_relative_difference_vs_optax": equivalence,
+                "equivalence_tree": f"{first_kind}, {n0} leaves", "skipped": list(skipped)}
+
     for tree, counts in trees.items():
         for n in counts:
             for case in CASES if cases is None else cases:
@@ -138,8 +146,9 @@ def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 2
                 for label, t in row["timings"].items():
                     log(f"  {case:18s} {tree:8s} {n:5d} leaves  {label:9s} {_fmt(t)}")
                 rows.append(row)
-    return {"rows": rows, "max_relative_difference_vs_optax": equivalence,
-            "equivalence_tree": f"{first_kind}, {n0} leaves", "skipped": skipped}
+                if on_row is not None:
+                    on_row(so_far())
+    return so_far()
 
 
 def _fmt(t: dict) -> str:
