@@ -18,6 +18,7 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradchain.core.counter import increment
 from gradchain.core.transform import RoundReset
 from gradchain.core.tree import (
     PyTree,
@@ -231,7 +232,7 @@ class Adam(MomentModule, RoundReset):
     def update(
         self, updates: PyTree, state: AdamState, params: PyTree | None = None, **extra: Any
     ) -> tuple[PyTree, AdamState]:
-        step = state.step + 1
+        step = increment(state.step)
         t = step.astype(widest_float())
         correction_1 = bias_correction(self.beta_1, t)
         correction_2 = bias_correction(self.beta_2, t)

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradchain.core.counter import increment
 from gradchain.core.param_ndim import check_param_ndim, map_rows, row_l2_norm
 from gradchain.core.transform import EmptyState, Module, require_params
 from gradchain.core.tree import PyTree, reject_complex, widest_float
@@ -168,4 +169,4 @@ class FrankWolfe(Module):
             lambda g, p, q_leaf: alpha * (p + self.epsilon * self.direction(g, q_leaf)),
             self.param_ndim, updates, params, per_leaf=qs, owner=self,
         )
-        return out, FrankWolfeState(state.count + 1, draws)
+        return out, FrankWolfeState(increment(state.count), draws)

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradchain.core.counter import increment
 from gradchain.core.transform import Module
 from gradchain.core.tree import PyTree, check_same_structure, map_leaves, zeros_like
 from gradchain.core.validation import int_arg, is_traced
@@ -135,7 +136,7 @@ class ScaffoldClient(Module):
     ) -> tuple[PyTree, ScaffoldClientState]:
         grad_sum = map_leaves(lambda s, g: (s + g).astype(s.dtype), state.grad_sum, updates)
         out = map_leaves(lambda g, d: (g - d).astype(g.dtype), updates, state.delta)
-        return out, state._replace(grad_sum=grad_sum, steps=state.steps + 1)
+        return out, state._replace(grad_sum=grad_sum, steps=increment(state.steps))
 
     def collect_aux_var(self, state: ScaffoldClientState) -> tuple[dict | None, ScaffoldClientState]:
         if not is_traced(state.steps) and int(state.steps) == 0:

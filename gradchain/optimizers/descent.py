@@ -20,6 +20,7 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradchain.core.counter import increment
 from gradchain.core.registry import field
 from gradchain.core.transform import Transform, require_params
 from gradchain.core.tree import PyTree, compute_dtype, map_leaves, real_dtype, widest_float
@@ -142,7 +143,7 @@ class Descent(Transform, register=False):
             out = map_leaves(lambda g: (-_in(lrate, g) * g).astype(jnp.result_type(g)), updates)
         round_ = round_index(state.rounds_started)
         new_state = DescentState(
-            step=state.step + 1,
+            step=increment(state.step),
             rounds_started=state.rounds_started,
             lrate=self._advance(self.lrate, "on_step", state.lrate, state.step, round_),
             w_decay=self._advance(self.w_decay, "on_step", state.w_decay, state.step, round_),

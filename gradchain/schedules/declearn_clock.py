@@ -43,6 +43,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from gradchain.core.counter import increment
 from gradchain.schedules.base import Scheduler, f32
 from gradchain.schedules.cosine import CosineAnnealingWarmRestarts
 from gradchain.schedules.warmup import Warmup, WarmupRounds
@@ -96,7 +97,7 @@ def _compute(sched: Scheduler, counters: Counters) -> jax.Array:
 
 def _next_rate(sched: Scheduler, counters: Counters) -> Counters:
     """The counters after declearn's ``get_next_rate`` (steps + 1, and warmup-rounds' count)."""
-    new = dict(counters, steps=counters["steps"] + 1)
+    new = dict(counters, steps=increment(counters["steps"]))
     if isinstance(sched, WarmupRounds):
         new["warmup_steps"] = counters["warmup_steps"] + (counters["rounds"] < sched.warmup).astype(jnp.int32)
     return new
