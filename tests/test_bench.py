@@ -192,7 +192,9 @@ def test_a_failed_section_is_listed_the_others_run_and_the_command_exits_1(tmp_p
     assert report["updates"]["rows"][0]["case"] == "adam" and report["complete"] is True
     text = (tmp_path / "bench-gpu.md").read_text()
     assert "* `per_example`: RuntimeError: RESOURCE_EXHAUSTED" in text and "## 8. Federated simulation" in text
-    assert "section per_example failed: RuntimeError" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "section per_example failed: RuntimeError" in printed
+    assert "Traceback" in printed and "in out_of_memory" in printed  # where it failed, for the log
 
 
 def test_a_run_interrupted_mid_section_leaves_what_it_measured_marked_partial(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypedDict
@@ -82,7 +83,7 @@ class _Report:
             value = measure()
         except Exception as error:  # recorded in the report and the exit status, not raised
             self.results.setdefault("failed", {})[key] = f"{type(error).__name__}: {error}"
-            self.log(f"  FAILED: {self.results['failed'][key]}")
+            self.log(f"  FAILED: {self.results['failed'][key]}\n{traceback.format_exc()}")
         else:
             self.results[key] = value
             if key != "updates":
