@@ -77,8 +77,8 @@ class _Report:
     def write(self, final: bool = False) -> dict[str, Path]:
         return write_report(self.results, self.out_dir, self.stem, plot_it=final)
 
-    def section(self, key: str, measure: Callable[[], Any]) -> None:
-        """``results[key] = measure()``, or the failure recorded; then the report written."""
+    def section(self, key: str, measure: Callable[[], Any], echo: bool = True) -> None:
+        """``results[key] = measure()`` (logged if ``echo``), or the failure recorded; then the report written."""
         try:
             value = measure()
         except Exception as error:  # recorded in the report and the exit status, not raised
@@ -86,7 +86,7 @@ class _Report:
             self.log(f"  FAILED: {self.results['failed'][key]}\n{traceback.format_exc()}")
         else:
             self.results[key] = value
-            if key != "updates":
+            if echo:
                 self.log(f"  {value}")
         self.write()
 
@@ -103,10 +103,10 @@ class _Report:
             done = bench_updates(size["trees"], size["total"], size["steps"], log=self.log,
                                  compile_repeats=size["compile_repeats"], per_leaf=per_leaf,
                                  deadline=deadline, cases=size["cases"], on_row=progress)
-            progress(done)
+            self.results["targets"] = check_targets(targets, done["rows"])
             return done
 
-        self.section("updates", measure)
+        self.section("updates", measure, echo=False)  # each row is logged as it is measured
 
     def finish(self, start: float) -> dict[str, Any]:
         self.results["elapsed_s"] = time.monotonic() - start
