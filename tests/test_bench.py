@@ -316,3 +316,67 @@ def test_timed_compilations_bypass_the_persistent_cache_and_leave_it_as_it_was(t
         jax.config.update("jax_compilation_cache_dir", previous[0])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
         compilation_cache.reset_cache()
+
+
+class _FakeExecutable:
+    """Stands for a compiled program: records its calls; ``delay`` seconds per call."""
+
+    def __init__(self, name: str, calls: list[str], delay: float = 0.0):
+        self.name, self.calls, self.delay = name, calls, delay
+
+    def __call__(self, x):
+        self.calls.append(self.name)
+        time.sleep(self.delay)
+        return x
+
+    def as_text(self) -> str:
+        return " fusion(" * 3
+
+
+def test_each_contender_compiles_forward_then_reversed_and_fast_ones_repeat(monkeypatch):
+    from gradchain.app.bench import timing
+
+    order: list[str] = []
+
+    def compile_once(c):
+        order.append(c.label)
+        slow = c.label == "slow"
+        return _FakeExecutable(f"{c.label}{order.count(c.label)}", []), 0.01, 9.0 if slow else 0.5
+
+    monkeypatch.setattr(timing, "_compile_once", compile_once)
+    out = timing.compile_race([timing.Compilation(label, None, ()) for label in ("a", "slow", "b")], repeats=4)
+    # rounds 0 and 1 compile everyone (forward, reversed); rounds 2 and 3 only the fast ones, alternating too
+    assert order == ["a", "slow", "b", "b", "slow", "a", "a", "b", "b", "a"]
+    assert {label: t["compiled_at"] for label, (_, t) in out.items()} == {"a": [1, 6], "slow": [2, 5], "b": [3, 4]}
+    assert [e.name for e in out["a"][0]] == ["a1", "a2"]  # the executables of the balanced rounds, not the last
+    assert out["a"][1]["compile_spread"]["n"] == 4 and out["slow"][1]["compile_spread"]["n"] == 2
+    assert out["b"][1]["kernels"] == 3
+    order.clear()
+    once = timing.compile_race([timing.Compilation(label, None, ()) for label in ("a", "b")], repeats=1, positions=1)
+    assert order == ["a", "b"] and once["b"][1]["compiled_at"] == [2]
+    with pytest.raises(ValueError, match="positions >= 1"):
+        timing.compile_race([timing.Compilation("a", None, ())], positions=0)
+
+
+def test_steps_alternate_between_a_contenders_compilations_and_are_reported_per_compilation(monkeypatch):
+    from gradchain.app.bench import timing
+
+    calls: list[str] = []
+    pair = (_FakeExecutable("first", calls, delay=0.02), _FakeExecutable("second", calls))
+    samples = timing.race_samples([timing.Contender("c", pair, (1,), None)], steps=5, warmup=2)
+    assert calls == ["first", "second"] * 3 + ["first"] and len(samples["c"]) == 5
+    assert [s >= 20.0 for s in samples["c"]] == [True, False, True, False, True]  # timed step j on pair[j % 2]
+
+    compiled: list[str] = []
+
+    def compile_once(c):  # each label's first program takes 20 ms a step, its second none
+        compiled.append(c.label)
+        return _FakeExecutable(c.label, [], 0.02 if compiled.count(c.label) == 1 else 0.0), 0.0, 0.1
+
+    monkeypatch.setattr(timing, "_compile_once", compile_once)
+    timings = timing.measure([timing.Compilation(label, None, (1,)) for label in ("a", "b")],
+                             dict.fromkeys(["a", "b"]), steps=6, repeats=1)
+    assert compiled == ["a", "b", "b", "a"]
+    for t in timings.values():
+        first, second = t["step_ms_by_compilation"]
+        assert first >= 20.0 > second and t["step_spread"]["n"] == 6

@@ -57,7 +57,8 @@ def _train_step(tx: Any, loss_fn: Callable, apply: Callable) -> Callable:
     return step
 
 
-def bench_flat_step(n_leaves: int, total: int, steps: int = 20, compile_repeats: int = REPEATS) -> dict[str, Any]:
+def bench_flat_step(n_leaves: int, total: int, steps: int = 20, compile_repeats: int = REPEATS,
+                    positions: int = 2) -> dict[str, Any]:
     """Step (median and spread) and compile time of each contender, with ratios to optax and the floor."""
     params = uneven_params(n_leaves, total, seed=0)
     target = jnp.float32(0.1)
@@ -72,7 +73,8 @@ def bench_flat_step(n_leaves: int, total: int, steps: int = 20, compile_repeats:
     own = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731  (each contender donates its own params)
     compilations = [Compilation(label, step, (own(p), tx.init(p), target), (0, 1))
                     for label, (step, tx, p) in runs.items()]
-    timings = measure(compilations, dict.fromkeys(runs, lambda out, a: (out[0], out[1], a[2])), steps, compile_repeats)
+    timings = measure(compilations, dict.fromkeys(runs, lambda out, a: (out[0], out[1], a[2])), steps, compile_repeats,
+                      positions)
     ref, floor = timings["optax"], timings["floor"]["step_ms"]
     return {
         "leaves": n_leaves, "params": int(sum(x.size for x in jax.tree.leaves(params))),

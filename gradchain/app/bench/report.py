@@ -64,9 +64,9 @@ def _updates(updates: dict[str, Any]) -> list[str]:
     lines = [
         "## 1. Optimizer update against optax, and the floor",
         "",
-        f"Contenders compiled, then run interleaved in one process, gradients and state donated. "
-        f"Step: median [interquartile range] of {n_steps} timed steps, in ms; compile: median [min-max] "
-        f"of up to {n_compiles} compilations (slow ones once), in s. `default` is gradchain's Optimizer as "
+        f"Contenders compiled, then run interleaved in one process, gradients and state donated; "
+        f"{_compile_order(rows)}. Step: median [interquartile range] of {n_steps} timed steps, in ms; "
+        f"compile: median [min-max] of up to {n_compiles} compilations, in s. `default` is gradchain's Optimizer as "
         "a user gets it, `per-leaf` the same with `layout=\"per-leaf\"`, `floor` the default update on one "
         "flat buffer of the same size.",
         "",
@@ -90,6 +90,17 @@ def _updates(updates: dict[str, Any]) -> list[str]:
               + "; ".join(f"{case}: " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
                           for case, errors in eq.items()) + ".", ""]
     return lines
+
+
+def _compile_order(rows: list[dict[str, Any]]) -> str:
+    """How the rows' contenders were compiled, from the places ``compiled_at`` they were compiled in."""
+    places = {len(t.get("compiled_at", [1])) for row in rows for t in row["timings"].values()}
+    if places == {2}:
+        return ("each contender compiled twice, the second time in reverse order, and its steps alternate "
+                "between the two programs (a program of many kernels steps faster compiled first)")
+    if places <= {1}:
+        return "each compiled once, in the order listed"
+    return "each contender compiled in " + "/".join(map(str, sorted(places))) + " places of the compile order"
 
 
 def _targets(results: dict[str, Any]) -> list[str]:

@@ -17,7 +17,8 @@ __all__ = ["Compilation", "Contender", "compile_race", "compile_timed", "measure
 
 
 class Contender(NamedTuple):
-    """A compiled step, its first arguments and how to build the next ones."""
+    """A compiled step (or a tuple of compilations of one step, called in turn), its first
+    arguments and how to build the next ones."""
 
     label: str
     compiled: Any
@@ -91,40 +92,72 @@ def _compile_once(c: Compilation) -> tuple[Any, float, float]:
     return compiled, traced - start, done - traced
 
 
-def compile_race(compilations: Sequence[Compilation], repeats: int = REPEATS) -> dict[str, tuple[Any, dict]]:
-    """``label -> (executable, timings)``: trace and compile seconds of ``jit(fn)``, measured apart
+def compile_race(compilations: Sequence[Compilation], repeats: int = REPEATS,
+                 positions: int = 2) -> dict[str, tuple[tuple[Any, ...], dict]]:
+    """``label -> (executables, timings)``: trace and compile seconds of ``jit(fn)``, measured apart
     (medians; ``compile_spread`` is :func:`spread` of the compile seconds), and the HLO kernel
     count (fusions and copies).
 
-    Compilations under :data:`REPEAT_BELOW_S` are repeated (median of
-    ``repeats``, :data:`REPEATS` by default; 1 for a smoke run), round-robin like :func:`race`, so that a drift of the
-    machine does not favour whichever compiled first.
+    The compilations run in rounds, round-robin like :func:`race`, so that a
+    drift of the machine does not favour whichever compiled first; every
+    other round runs them in reverse order (A B C, C B A, A B C, ...). Every
+    contender compiles in the first ``positions`` rounds, and the executables
+    of those rounds are the ones returned, in that order, with
+    ``compiled_at``: their places in the sequence of those compilations
+    (1-based). The order matters on programs of thousands of kernels: the
+    same program stepped 10-14% slower compiled last of four than compiled
+    first in one check (``benchmarks/results/bench-compile-order-2026-12-02.log``),
+    2-7% slower compiled second of two in another (``bench-blocks-2026-12-02c.log``),
+    so a step timed on one compilation each favours whoever compiles
+    first. With an even ``positions`` the mean place is the same for every
+    contender; :func:`measure` times the executables in turn. Compilations
+    under :data:`REPEAT_BELOW_S` also run in the later rounds, up to
+    ``repeats`` in all (:data:`REPEATS` by default; 1 for a smoke run), for
+    the compile time's median.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradchain.app.bench.timing import Compilation, compile_race
+        >>> x = jnp.ones(3)
+        >>> out = compile_race([Compilation("a", jnp.sin, (x,)), Compilation("b", jnp.cos, (x,))], repeats=1)
+        >>> {label: (len(executables), t["compiled_at"]) for label, (executables, t) in out.items()}
+        {'a': (2, [1, 4]), 'b': (2, [2, 3])}
     """
+    if positions < 1 or repeats < 1:
+        raise ValueError(f"compile_race needs positions >= 1 and repeats >= 1, got {positions} and {repeats}")
     traces: dict[str, list[float]] = {c.label: [] for c in compilations}
     compiles: dict[str, list[float]] = {c.label: [] for c in compilations}
-    executables: dict[str, Any] = {}
-    for round_ in range(repeats):
-        for c in compilations:
-            if round_ and compiles[c.label][0] >= REPEAT_BELOW_S:
+    executables: dict[str, list[Any]] = {c.label: [] for c in compilations}
+    places: dict[str, list[int]] = {c.label: [] for c in compilations}
+    kept = 0
+    for round_ in range(max(repeats, positions)):
+        for c in compilations if round_ % 2 == 0 else compilations[::-1]:
+            if round_ >= positions and (round_ >= repeats or compiles[c.label][0] >= REPEAT_BELOW_S):
                 continue
-            executables[c.label], trace_s, compile_s = _compile_once(c)
+            executable, trace_s, compile_s = _compile_once(c)
             traces[c.label].append(trace_s)
             compiles[c.label].append(compile_s)
+            if round_ < positions:
+                kept += 1
+                executables[c.label].append(executable)
+                places[c.label].append(kept)
     out = {}
     for c in compilations:
-        text = executables[c.label].as_text() or ""
-        out[c.label] = (executables[c.label], {
+        text = executables[c.label][0].as_text() or ""
+        out[c.label] = (tuple(executables[c.label]), {
             "trace_s": float(np.median(traces[c.label])),
             "compile_s": float(np.median(compiles[c.label])),
             "compile_spread": spread(compiles[c.label]),
             "kernels": text.count(" fusion(") + text.count(" copy("),
+            "compiled_at": places[c.label],
         })
     return out
 
 
 def compile_timed(fn: Callable[..., Any], args: Sequence[Any], donate: Sequence[int] = ()) -> tuple[Any, dict]:
     """:func:`compile_race` of one function: its executable and timings."""
-    return compile_race([Compilation("fn", fn, args, donate)])["fn"]
+    executables, timings = compile_race([Compilation("fn", fn, args, donate)], positions=1)["fn"]
+    return executables[0], timings
 
 
 def race_samples(contenders: Sequence[Contender], steps: int = 20, warmup: int = 2) -> dict[str, list[float]]:
@@ -133,15 +166,20 @@ def race_samples(contenders: Sequence[Contender], steps: int = 20, warmup: int =
     Round-robin calls (one step of each contender per round) expose them all
     to the same machine conditions, so drifts (other processes, frequency
     changes) do not favour whichever ran first. Inputs are made ready before
-    each timed call; ``carry`` (untimed) builds the next call's arguments.
+    each timed call; ``carry`` (untimed) builds the next call's arguments. A
+    contender whose ``compiled`` is a tuple calls its executables in turn,
+    timed step ``j`` on ``compiled[j % len(compiled)]`` (so are the warm-up
+    steps, counting back from the first timed one).
     """
     args = {c.label: tuple(c.args) for c in contenders}
     durations: dict[str, list[float]] = {c.label: [] for c in contenders}
+    turns = {c.label: c.compiled if isinstance(c.compiled, tuple) else (c.compiled,) for c in contenders}
     for i in range(warmup + steps):
         for c in contenders:
             jax.block_until_ready(args[c.label])
+            executable = turns[c.label][(i - warmup) % len(turns[c.label])]
             t0 = time.perf_counter()
-            out = c.compiled(*args[c.label])
+            out = executable(*args[c.label])
             jax.block_until_ready(out)
             if i >= warmup:
                 durations[c.label].append((time.perf_counter() - t0) * 1e3)
@@ -156,19 +194,24 @@ def race(contenders: Sequence[Contender], steps: int = 20, warmup: int = 2) -> d
 
 
 def measure(compilations: Sequence[Compilation], carries: Mapping[str, Callable[[Any, tuple], tuple] | None],
-            steps: int = 20, repeats: int = REPEATS) -> dict[str, dict[str, Any]]:
+            steps: int = 20, repeats: int = REPEATS, positions: int = 2) -> dict[str, dict[str, Any]]:
     """:func:`compile_race`, then :func:`race_samples` of the executables on their arguments.
 
     Returns ``label -> timings``: :func:`compile_race`'s, with ``step_ms``
-    (the median) and ``step_spread`` (:func:`spread` of the step times).
+    (the median over every executable of the contender), ``step_spread``
+    (:func:`spread` of the step times) and ``step_ms_by_compilation`` (the
+    median of each executable's steps, in ``compiled_at`` order).
     ``carries[label]`` builds the next call's arguments from the last output.
     """
-    compiled = compile_race(compilations, repeats)
+    compiled = compile_race(compilations, repeats, positions)
     contenders = [Contender(c.label, compiled[c.label][0], tuple(c.args), carries[c.label]) for c in compilations]
     timings = {label: dict(t) for label, (_, t) in compiled.items()}
     for label, samples in race_samples(contenders, steps).items():
         stats = spread(samples)
-        timings[label].update(step_ms=stats["median"], step_spread=stats)
+        k = len(compiled[label][0])
+        timings[label].update(step_ms=stats["median"], step_spread=stats,
+                              step_ms_by_compilation=[float(np.median(samples[j::k]))
+                                                      for j in range(min(k, len(samples)))])
     return timings
 
 

@@ -11,10 +11,14 @@ interleaved, in one process, on the same params and gradients:
 * ``floor``: the default Optimizer on one flat buffer ``{"w": ...}`` holding
   every number of the tree, the least an update over that many numbers costs.
 
-Each update gets its gradients and state donated, as in a training step. A
-row reports per contender the step time ``t`` (median and spread over the
-timed steps), the compile time ``c`` (median and spread over the compile
-repeats) and the kernel count, then the ratios ``t / t_optax``,
+Each update gets its gradients and state donated, as in a training step.
+Each contender compiles in two places of the row's compile order, first
+forward then reversed, and its steps alternate between the two executables
+(see :func:`~gradchain.app.bench.timing.compile_race`: the place changes a
+many-kernel program's step time). A row reports per contender the step time
+``t`` (median and spread over the timed steps, and the median per
+executable), the compile time ``c`` (median and spread over the
+compilations) and the kernel count, then the ratios ``t / t_optax``,
 ``c / c_optax`` and ``t / t_floor``.
 """
 
@@ -59,8 +63,11 @@ def flat_like(tree: Any) -> dict[str, jax.Array]:
     return {"w": jnp.pad(flat, (0, -flat.size % PACK_ALIGN))}
 
 
-def _race(txs: Mapping[str, tuple[Any, dict, dict]], steps: int, repeats: int) -> dict[str, dict]:
+def _race(txs: Mapping[str, tuple[Any, dict, dict]], steps: int, repeats: int, positions: int) -> dict[str, dict]:
     """Compile then time each ``label -> (tx, params, grads)``, interleaved; the timings per label.
+
+    Each contender compiles in ``positions`` places of the compile order and
+    its steps alternate between those executables (:func:`~gradchain.app.bench.timing.measure`).
 
     Each call gets a fresh copy of the gradients: donating the state alone
     would make XLA copy buffers whose output slot (matched by shape in
@@ -71,7 +78,7 @@ def _race(txs: Mapping[str, tuple[Any, dict, dict]], steps: int, repeats: int) -
     compilations = [Compilation(label, lambda g, s, p, tx=tx: tx.update(g, s, p), (fresh(g), tx.init(p), p), (0, 1))
                     for label, (tx, p, g) in txs.items()]
     carries = {label: (lambda out, a, g=g: (fresh(g), out[1], a[2])) for label, (_, _, g) in txs.items()}
-    return measure(compilations, carries, steps, repeats)
+    return measure(compilations, carries, steps, repeats, positions)
 
 
 def _ratios(timings: dict[str, dict]) -> tuple[dict, dict]:
@@ -86,8 +93,9 @@ def _ratios(timings: dict[str, dict]) -> tuple[dict, dict]:
 
 
 def bench_case(case: str, tree: str, n_leaves: int, total: int, steps: int = 20,
-               compile_repeats: int = REPEATS, per_leaf: bool = True) -> dict[str, Any]:
-    """One row: the contenders of ``case`` on a ``tree`` of ``n_leaves`` leaves (``total`` params)."""
+               compile_repeats: int = REPEATS, per_leaf: bool = True, positions: int = 2) -> dict[str, Any]:
+    """One row: the contenders of ``case`` on a ``tree`` of ``n_leaves`` leaves (``total`` params),
+    each compiled in ``positions`` places of the compile order (see :func:`_race`)."""
     params, grads = TREES[tree](n_leaves, total, seed=0), TREES[tree](n_leaves, total, seed=1)
     ours, theirs = CASES[case]
     txs: dict[str, tuple[Any, dict, dict]] = {"optax": (theirs(), params, grads)}
@@ -95,7 +103,7 @@ def bench_case(case: str, tree: str, n_leaves: int, total: int, steps: int = 20,
         if per_leaf or label != "per-leaf":
             txs[label] = (tx, params, grads)
     txs["floor"] = (ours(), flat_like(params), flat_like(grads))
-    timings = _race(txs, steps, compile_repeats)
+    timings = _race(txs, steps, compile_repeats, positions)
     ratios, of_floor = _ratios(timings)
     return {"case": case, "tree": tree, "leaves": n_leaves,
             "params": int(sum(x.size for x in jax.tree.leaves(params))),
@@ -105,7 +113,7 @@ def bench_case(case: str, tree: str, n_leaves: int, total: int, steps: int = 20,
 def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 20, log=print,
                   compile_repeats: int = REPEATS, per_leaf: bool = True,
                   deadline: float | None = None, cases: Sequence[str] | None = None,
-                  on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                  on_row: Callable[[dict[str, Any]], None] | None = None, positions: int = 2) -> dict[str, Any]:
     """:func:`bench_case` for every case, tree kind and leaf count, and the equivalence check.
 
     Args:
@@ -122,6 +130,9 @@ def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 2
             None: all of them.
         on_row: called after each row with the results so far (the same
             keys as the return value), e.g. to write a partial report.
+        positions: the places in the compile order at which each
+            contender compiles and is timed (2: forward, then reversed;
+            1: once, optax first).
 
     The equivalence check (:func:`~gradchain.app.bench.cases.check_equivalence`)
     runs every case on the first tree of the first kind.
@@ -142,7 +153,7 @@ def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 2
                 if deadline is not None and time.monotonic() > deadline:
                     skipped.append(f"{case} / {tree} / {n} leaves")
                     continue
-                row = bench_case(case, tree, n, total, steps, compile_repeats, per_leaf)
+                row = bench_case(case, tree, n, total, steps, compile_repeats, per_leaf, positions)
                 for label, t in row["timings"].items():
                     log(f"  {case:18s} {tree:8s} {n:5d} leaves  {label:9s} {_fmt(t)}")
                 rows.append(row)
