@@ -16,7 +16,6 @@ from report_script import run_report_script
 
 import gradchain as gc
 from gradchain.core.layout import (
-    PACK_MEAN_LEAF_SIZE,
     PACK_MIN_LEAVES,
     Packed,
     find_layout,
@@ -83,23 +82,31 @@ def test_auto_plans_by_distinct_kernels_one_layout_for_each_class_of_repeated_sh
     assert find_layout(gc.sgd(0.1).init(rare)) is None
 
 
-def test_a_class_packs_only_where_the_launches_it_saves_pay_for_concatenating_it():
-    # packed, a bucket of d leaves costs k + d kernels (the concatenation, the k - 1 state arrays, the d
-    # update slices) against Adam's k d = 3 d per leaf, and a pass over its entries: a large weight and
-    # its bias (d = 2) save one kernel for a 20,000-entry pass and stay per leaf, small ones pack
-    def blocks(*shapes):
-        return {f"block{b}": {f"x{i}": jnp.ones(shape) for i, shape in enumerate(shapes)} for b in range(10)}
+def test_a_packed_class_compiles_no_more_kernels_than_per_leaf_and_fewer_as_it_grows():
+    # the premise of the plan: a bucket of d leaves costs about k + d kernels (the concatenation, the
+    # k - 1 state arrays, the d update slices) against k d per leaf; XLA's fusion moves it by one
+    def kernels(optimizer, tree) -> int:
+        state = optimizer.init(tree)
+        text = jax.jit(optimizer.update).lower(tree, state, tree).compile().as_text()
+        return text.count(" fusion(") + text.count(" copy(")
 
-    assert find_layout(gc.adam(0.1).init(blocks((72, 288), (288,)))) is None
-    assert find_layout(gc.adam(0.1).init(blocks((8, 32), (32,)))).n_buckets == 10
-    # three shapes save 3 kernels a bucket: packed while (k - 1) * entries <= 3 * PACK_MEAN_LEAF_SIZE
-    assert 2 * (2 * 96 * 127 + 128) <= 3 * PACK_MEAN_LEAF_SIZE < 2 * (2 * 96 * 129 + 128)
-    assert find_layout(gc.adam(0.1).init(blocks((96, 127), (127, 96), (128,)))).n_buckets == 10
-    assert find_layout(gc.adam(0.1).init(blocks((96, 129), (129, 96), (128,)))) is None
-    # the declearn pipeline keeps 3 arrays per leaf (k = 4): a pair saves 2 kernels, a 20,000-entry one still too few
-    declearn = gc.Optimizer(0.1, modules=["momentum", "adam"])
-    assert find_layout(declearn.init(blocks((72, 288), (288,)))) is None
-    assert find_layout(declearn.init(blocks((40, 100), (100,)))).n_buckets == 10
+    def blocks(n, *shapes):
+        return {f"block{b}": {f"x{i}": jnp.ones(shape) for i, shape in enumerate(shapes)} for b in range(n)}
+
+    def per_bucket(modules, *shapes) -> tuple[float, float]:
+        """Kernels per added bucket (10 blocks more), packed and per leaf."""
+        auto, per_leaf = (gc.Optimizer(0.1, modules=modules, layout=layout) for layout in ("auto", "per-leaf"))
+        assert find_layout(auto.init(blocks(10, *shapes))).n_buckets == 10
+        return tuple((kernels(opt, blocks(20, *shapes)) - kernels(opt, blocks(10, *shapes))) / 10
+                     for opt in (auto, per_leaf))
+
+    for modules, k, shapes in [(["adam"], 3, [(8, 32), (32,), (32, 8)]), (["adam"], 3, [(8, 32), (32,)]),
+                               (["momentum", "adam"], 4, [(8, 32), (32,)])]:
+        packed, per_leaf = per_bucket(modules, *shapes)
+        d = len(shapes)
+        assert per_leaf == k * d and packed <= k + d + 1, (modules, d, packed, per_leaf)
+    # momentum alone keeps one array per leaf (k = 2): a pair would save nothing and is not packed
+    assert find_layout(gc.Optimizer(0.1, modules=["momentum"]).init(blocks(10, (8, 32), (32,)))) is None
 
 
 leaf_shapes = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5)), min_size=1, max_size=14)

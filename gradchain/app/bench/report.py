@@ -97,7 +97,7 @@ def _compile_order(rows: list[dict[str, Any]]) -> str:
     places = {len(t.get("compiled_at", [1])) for row in rows for t in row["timings"].values()}
     if places == {2}:
         return ("each contender compiled twice, the second time in reverse order, and its steps alternate "
-                "between the two programs (a program of many kernels steps faster compiled first)")
+                "between the two programs (when a program of many kernels is compiled can change its step time)")
     if places <= {1}:
         return "each compiled once, in the order listed"
     return "each contender compiled in " + "/".join(map(str, sorted(places))) + " places of the compile order"
