@@ -18,14 +18,14 @@ holds the ``j``-th occurrence of each shape), whose concatenations, updates
 and slices are the same computations on other buffers, so they compile once:
 about ``k + d`` kernels for ``d`` shapes (the concatenation, one per state
 array, one per update slice; XLA's fusion moves that by one either way)
-where per leaf costs ``k d``. The shapes seen once,
-and those seen at most ``k`` times whose class is too small, share the main
-bucket; the rest stay per leaf. A chain without state per leaf (``k = 1``)
-is not packed: one kernel per leaf either way. A transformer's blocks form
-classes of one or two shapes (each weight seen ``4 L`` or ``L`` times, an
-MLP's weight and bias ``L`` times each), so they stay per leaf or pack in
-pairs, and compile as fast as optax's; a tree of varied shapes compiles up
-to ``k`` times fewer kernels.
+where per leaf costs ``k d``. The shapes seen once, and those seen at most
+``k`` times whose class is too small, share the main bucket; the rest stay
+per leaf. A chain without state per leaf (``k = 1``) is not packed: one
+kernel per leaf either way. A transformer's blocks form classes of one or
+two shapes (each weight seen ``4 L`` or ``L`` times, an MLP's weight and
+bias ``L`` times each), so they stay per leaf or pack in pairs, and compile
+as fast as optax's; a tree of varied shapes compiles up to ``k`` times
+fewer kernels.
 
 A :class:`Packed` tree holds, in order, one flat buffer per *bucket*
 (raveled small leaves of one dtype and one placement, concatenated in the
@@ -356,9 +356,9 @@ def _buckets(idx: list[int], shapes: list[tuple[int, ...]], outputs_per_leaf: in
     CPU, a bucket of a weight and its bias: Adam 6 kernels packed and per
     leaf, momentum + Adam 6 against 8, a global clip + Adam 9 against 8 for
     small leaves; with larger leaves, 2 to 5 fewer for the clipping
-    pipelines on the blocks tree of the benchmark.) Shapes seen once, and the others
-    seen at most ``k`` times, go to the main bucket (first), whose slices
-    cost one kernel each.
+    pipelines on the benchmark's blocks tree.) Shapes seen once, and the
+    others seen at most ``k`` times, go to the main bucket (first), whose
+    slices cost one kernel each.
     """
     groups: list[list[int]] = []
     if outputs_per_leaf is None:

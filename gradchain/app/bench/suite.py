@@ -46,7 +46,8 @@ class _Sizes(TypedDict):
 
 
 FULL: _Sizes = {"trees": {"uneven": [10, 300, 1000], "blocks": [300, 1000], "uniform": [10, 100, 1000]},
-                "cases": None, "total": 4_000_000, "steps": 20, "compile_repeats": REPEATS, "compile_positions": 2, "many_leaves": 1000}
+                "cases": None, "total": 4_000_000, "steps": 20, "compile_repeats": REPEATS, "compile_positions": 2,
+                "many_leaves": 1000}
 GPU: _Sizes = {"trees": {"uneven": [10, 300, 1000], "blocks": [1000]}, "cases": None, "total": 4_000_000,
                "steps": 20, "compile_repeats": 1, "compile_positions": 1, "many_leaves": 1000}
 #: The smoke runs (``--quick``): tiny trees, the simplest and the longest pipeline (the equivalence
