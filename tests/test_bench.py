@@ -380,3 +380,25 @@ def test_steps_alternate_between_a_contenders_compilations_and_are_reported_per_
     for t in timings.values():
         first, second = t["step_ms_by_compilation"]
         assert first >= 20.0 > second and t["step_spread"]["n"] == 6
+
+
+def test_each_contender_steps_in_every_place_of_the_round_and_after_every_other_equally():
+    from collections import Counter
+
+    from gradchain.app.bench import timing
+
+    for k in (2, 3, 4, 5):
+        orders = timing.balanced_orders(k)
+        assert len(orders) == (k if k % 2 == 0 else 2 * k)
+        assert all(sorted(order) == list(range(k)) for order in orders)
+        assert all(Counter(order[place] for order in orders) == dict.fromkeys(range(k), len(orders) // k)
+                   for place in range(k))
+        after = Counter((order[j], order[j + 1]) for order in orders for j in range(k - 1))
+        assert len(after) == k * (k - 1) and set(after.values()) == {len(orders) // k}
+
+    calls: list[str] = []
+    contenders = [timing.Contender(label, _FakeExecutable(label, calls), (1,), None) for label in "abc"]
+    samples = timing.race_samples(contenders, steps=6, warmup=1)
+    rounds = [calls[i:i + 3] for i in range(0, len(calls), 3)]
+    assert rounds[1:] == [["abc"[j] for j in order] for order in timing.balanced_orders(3)]
+    assert all(len(s) == 6 for s in samples.values())
