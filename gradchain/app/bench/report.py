@@ -65,7 +65,9 @@ def _updates(updates: dict[str, Any]) -> list[str]:
         "## 1. Optimizer update against optax, and the floor",
         "",
         f"Contenders compiled, then run interleaved in one process, gradients and state donated; "
-        f"{_compile_order(rows)}. Step: median [interquartile range] of {n_steps} timed steps, in ms; "
+        f"{_compile_order(rows)}; the steps run round by round, in an order that changes every round (each "
+        f"contender in every place and right after every other equally often). Step: median [interquartile "
+        f"range] of {n_steps} timed steps, in ms; "
         f"compile: median [min-max] of up to {n_compiles} compilations, in s. `default` is gradchain's Optimizer as "
         "a user gets it, `per-leaf` the same with `layout=\"per-leaf\"`, `floor` the default update on one "
         "flat buffer of the same size.",
