@@ -12,8 +12,8 @@ import jax
 import numpy as np
 from jax.experimental.compilation_cache import compilation_cache
 
-__all__ = ["Compilation", "Contender", "balanced_orders", "compile_race", "compile_timed", "measure", "no_persistent_cache", "race",
-           "race_samples", "spread", "time_jitted"]
+__all__ = ["Compilation", "Contender", "balanced_orders", "compile_race", "compile_timed", "measure",
+           "no_persistent_cache", "race", "race_samples", "spread", "time_jitted"]
 
 
 class Contender(NamedTuple):
