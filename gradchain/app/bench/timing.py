@@ -193,24 +193,23 @@ def race_samples(contenders: Sequence[Contender], steps: int = 20, warmup: int =
     the contender stepping right after a cheap one ran up to 20% faster than
     in other places (optax, first in every round of the earlier harness,
     right after the floor: ``benchmarks/results/bench-blocks-2026-12-02c.log``).
-    Inputs are made ready before
-    each timed call; ``carry`` (untimed) builds the next call's arguments. A
-    contender whose ``compiled`` is a tuple calls its executables in turn,
-    timed step ``j`` on ``compiled[j % len(compiled)]`` (so are the warm-up
-    steps, counting back from the first timed one).
+    Inputs are made ready before each timed call; ``carry`` (untimed) builds
+    the next call's arguments. A contender whose ``compiled`` is a tuple calls
+    its executables in turn, timed step ``j`` on ``compiled[j % len(compiled)]``
+    (so are the warm-up steps, numbered ``-warmup`` to ``-1``).
     """
     args = {c.label: tuple(c.args) for c in contenders}
     durations: dict[str, list[float]] = {c.label: [] for c in contenders}
     turns = {c.label: c.compiled if isinstance(c.compiled, tuple) else (c.compiled,) for c in contenders}
     orders = balanced_orders(len(contenders))
-    for i in range(warmup + steps):
-        for c in (contenders[j] for j in orders[(i - warmup) % len(orders)]):
+    for step in range(-warmup, steps):
+        for c in (contenders[j] for j in orders[step % len(orders)]):
             jax.block_until_ready(args[c.label])
-            executable = turns[c.label][(i - warmup) % len(turns[c.label])]
+            executable = turns[c.label][step % len(turns[c.label])]
             t0 = time.perf_counter()
             out = executable(*args[c.label])
             jax.block_until_ready(out)
-            if i >= warmup:
+            if step >= 0:
                 durations[c.label].append((time.perf_counter() - t0) * 1e3)
             if c.carry is not None:
                 args[c.label] = c.carry(out, args[c.label])

@@ -3,7 +3,8 @@
 For each case of :data:`~gradchain.app.bench.cases.CASES` and each tree (a
 model-like uneven one, a uniform one or a transformer-like one of repeated blocks, see
 :mod:`~gradchain.app.bench.synthetic`), the contenders compile and then run
-interleaved, in one process, on the same params and gradients:
+interleaved, in one process, in an order balanced from round to round
+(:func:`~gradchain.app.bench.timing.balanced_orders`), on the same params and gradients:
 
 * ``optax``: the same mathematics written with optax;
 * ``default``: gradchain's Optimizer as a user gets it;
