@@ -402,3 +402,21 @@ def test_each_contender_steps_in_every_place_of_the_round_and_after_every_other_
     rounds = [calls[i:i + 3] for i in range(0, len(calls), 3)]
     assert rounds[1:] == [["abc"[j] for j in order] for order in timing.balanced_orders(3)]
     assert all(len(s) == 6 for s in samples.values())
+
+
+def test_a_row_of_quick_steps_runs_more_rounds_to_last_its_minimum_time():
+    from gradchain.app.bench import timing
+
+    calls: list[str] = []
+    pair = (_FakeExecutable("first", calls, delay=0.01), _FakeExecutable("second", calls, delay=0.01))
+    contenders = [timing.Contender("c", pair, (1,), None), timing.Contender("d", _FakeExecutable("d", calls), (1,), None)]
+    samples = timing.race_samples(contenders, steps=4, warmup=2, min_seconds=0.2)
+    # a round takes >= 10 ms: 0.2 s needs at most 20 rounds, a whole number of cycles (2 orders, 2 programs)
+    n = len(samples["c"])
+    assert 4 < n <= 20 and n % 2 == 0 and len(samples["d"]) == n
+    assert calls.count("first") == calls.count("second") == (n + 2) // 2  # the programs still alternate
+    assert len(timing.race_samples(contenders, steps=4, warmup=2)["c"]) == 4  # no minimum: the steps asked for
+    assert len(timing.race_samples(contenders, steps=4, warmup=0, min_seconds=0.1)["c"]) == 4  # no warm-up to time
+    slow = [timing.Contender("s", _FakeExecutable("s", [], delay=0.03), (1,), None)]
+    assert len(timing.race_samples(slow, steps=4, warmup=1, min_seconds=0.1)["s"]) == 4  # 4 x 30 ms last long enough
+    assert timing.timed_rounds(4, round_ms=0.01, min_seconds=0.1, period=3) == 42  # capped at 10 x 4, then whole cycles

@@ -28,7 +28,7 @@ import optax
 import gradchain as gc
 from gradchain.app.bench.cases import CASES
 from gradchain.app.bench.synthetic import uneven_params
-from gradchain.app.bench.timing import REPEATS, Compilation, measure
+from gradchain.app.bench.timing import MIN_ROW_S, REPEATS, Compilation, measure
 from gradchain.app.bench.updates import flat_like
 
 __all__ = ["bench_flat_step", "quadratic_loss"]
@@ -74,7 +74,7 @@ def bench_flat_step(n_leaves: int, total: int, steps: int = 20, compile_repeats:
     compilations = [Compilation(label, step, (own(p), tx.init(p), target), (0, 1))
                     for label, (step, tx, p) in runs.items()]
     timings = measure(compilations, dict.fromkeys(runs, lambda out, a: (out[0], out[1], a[2])), steps, compile_repeats,
-                      positions)
+                      positions, min_seconds=MIN_ROW_S)
     ref, floor = timings["optax"], timings["floor"]["step_ms"]
     return {
         "leaves": n_leaves, "params": int(sum(x.size for x in jax.tree.leaves(params))),

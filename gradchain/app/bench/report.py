@@ -59,15 +59,17 @@ def _header(results: dict[str, Any]) -> list[str]:
 
 def _updates(updates: dict[str, Any]) -> list[str]:
     rows = updates["rows"]
-    n_steps = rows[0]["timings"]["optax"]["step_spread"]["n"] if rows else 0
+    counts = sorted({t["step_spread"]["n"] for r in rows for t in r["timings"].values()}) or [0]
+    n_steps = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
     n_compiles = max((t["compile_spread"]["n"] for r in rows for t in r["timings"].values()), default=0)
+    lasting = f" (a row steps until it has lasted about {updates['min_row_s']:g} s)" if updates.get("min_row_s") else ""
     lines = [
         "## 1. Optimizer update against optax, and the floor",
         "",
         f"Contenders compiled, then run interleaved in one process, gradients and state donated; "
         f"{_compile_order(rows)}; the steps run round by round, in an order that changes every round (each "
         f"contender in every place and right after every other equally often). Step: median [interquartile "
-        f"range] of {n_steps} timed steps, in ms; "
+        f"range] of {n_steps} timed steps{lasting}, in ms; "
         f"compile: median [min-max] of up to {n_compiles} compilations, in s. `default` is gradchain's Optimizer as "
         "a user gets it, `per-leaf` the same with `layout=\"per-leaf\"`, `floor` the default update on one "
         "flat buffer of the same size.",

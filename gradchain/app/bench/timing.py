@@ -4,6 +4,7 @@ summarised by their median and spread."""
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -13,7 +14,7 @@ import numpy as np
 from jax.experimental.compilation_cache import compilation_cache
 
 __all__ = ["Compilation", "Contender", "balanced_orders", "compile_race", "compile_timed", "measure",
-           "no_persistent_cache", "race", "race_samples", "spread", "time_jitted"]
+           "no_persistent_cache", "race", "race_samples", "spread", "time_jitted", "timed_rounds"]
 
 
 class Contender(NamedTuple):
@@ -29,6 +30,14 @@ class Contender(NamedTuple):
 #: Compilations faster than this are repeated (median of 5) to tame timing noise.
 REPEAT_BELOW_S = 5.0
 REPEATS = 5
+
+#: A benchmark row's timed rounds last at least about this long (:func:`race_samples`'s
+#: ``min_seconds``): 20 steps of a 10 ms update are 0.2 s, and their median moved by up to
+#: 10% between runs on a shared 2-core machine.
+MIN_ROW_S = 2.0
+
+#: ... in at most this many times the rounds asked for.
+MAX_ROUNDS_FACTOR = 10
 
 
 def spread(samples: Sequence[float]) -> dict[str, Any]:
@@ -183,8 +192,10 @@ def balanced_orders(k: int) -> list[list[int]]:
     return rows + [row[::-1] for row in rows] if k % 2 else rows
 
 
-def race_samples(contenders: Sequence[Contender], steps: int = 20, warmup: int = 2) -> dict[str, list[float]]:
-    """The ``steps`` step times (milliseconds) of each contender, their steps interleaved.
+def race_samples(contenders: Sequence[Contender], steps: int = 20, warmup: int = 2,
+                 min_seconds: float = 0.0) -> dict[str, list[float]]:
+    """The step times (milliseconds) of each contender, their steps interleaved: ``steps``
+    rounds, or more to last ``min_seconds`` (:func:`timed_rounds`).
 
     Round-robin calls (one step of each contender per round) expose them all
     to the same machine conditions, so drifts (other processes, frequency
@@ -196,24 +207,52 @@ def race_samples(contenders: Sequence[Contender], steps: int = 20, warmup: int =
     Inputs are made ready before each timed call; ``carry`` (untimed) builds
     the next call's arguments. A contender whose ``compiled`` is a tuple calls
     its executables in turn, timed step ``j`` on ``compiled[j % len(compiled)]``
-    (so are the warm-up steps, numbered ``-warmup`` to ``-1``).
+    (so are the warm-up steps, numbered ``-warmup`` to ``-1``). The last
+    warm-up round's duration sets how many rounds are timed.
     """
     args = {c.label: tuple(c.args) for c in contenders}
     durations: dict[str, list[float]] = {c.label: [] for c in contenders}
     turns = {c.label: c.compiled if isinstance(c.compiled, tuple) else (c.compiled,) for c in contenders}
     orders = balanced_orders(len(contenders))
-    for step in range(-warmup, steps):
+    rounds, step = steps, -warmup
+    while step < rounds:
+        round_ms = 0.0
         for c in (contenders[j] for j in orders[step % len(orders)]):
             jax.block_until_ready(args[c.label])
             executable = turns[c.label][step % len(turns[c.label])]
             t0 = time.perf_counter()
             out = executable(*args[c.label])
             jax.block_until_ready(out)
+            ms = (time.perf_counter() - t0) * 1e3
+            round_ms += ms
             if step >= 0:
-                durations[c.label].append((time.perf_counter() - t0) * 1e3)
+                durations[c.label].append(ms)
             if c.carry is not None:
                 args[c.label] = c.carry(out, args[c.label])
+        if step == -1:
+            period = math.lcm(len(orders), *(len(t) for t in turns.values()))
+            rounds = timed_rounds(steps, round_ms, min_seconds, period)
+        step += 1
     return durations
+
+
+def timed_rounds(steps: int, round_ms: float, min_seconds: float, period: int = 1) -> int:
+    """``steps``, or as many rounds of ``round_ms`` as last ``min_seconds`` when that is more:
+    then at most :data:`MAX_ROUNDS_FACTOR` times ``steps``, rounded up to a multiple of
+    ``period`` (so the step orders and the contenders' compilations complete their cycles).
+
+    Example:
+        >>> from gradchain.app.bench.timing import timed_rounds
+        >>> timed_rounds(20, round_ms=40.0, min_seconds=2.0, period=4)  # 0.8 s in 20 rounds: 52 last 2.08 s
+        52
+        >>> timed_rounds(20, round_ms=200.0, min_seconds=2.0), timed_rounds(20, 0.1, 2.0)
+        (20, 200)
+    """
+    wanted = math.ceil(min_seconds * 1e3 / round_ms) if round_ms > 0 else steps
+    if wanted <= steps:
+        return steps
+    wanted = min(wanted, MAX_ROUNDS_FACTOR * steps)
+    return -(-wanted // period) * period
 
 
 def race(contenders: Sequence[Contender], steps: int = 20, warmup: int = 2) -> dict[str, float]:
@@ -222,8 +261,10 @@ def race(contenders: Sequence[Contender], steps: int = 20, warmup: int = 2) -> d
 
 
 def measure(compilations: Sequence[Compilation], carries: Mapping[str, Callable[[Any, tuple], tuple] | None],
-            steps: int = 20, repeats: int = REPEATS, positions: int = 2) -> dict[str, dict[str, Any]]:
-    """:func:`compile_race`, then :func:`race_samples` of the executables on their arguments.
+            steps: int = 20, repeats: int = REPEATS, positions: int = 2,
+            min_seconds: float = 0.0) -> dict[str, dict[str, Any]]:
+    """:func:`compile_race`, then :func:`race_samples` of the executables on their arguments
+    (``steps`` rounds, or more to last ``min_seconds``).
 
     Returns ``label -> timings``: :func:`compile_race`'s, with ``step_ms``
     (the median over every executable of the contender), ``step_spread``
@@ -234,7 +275,7 @@ def measure(compilations: Sequence[Compilation], carries: Mapping[str, Callable[
     compiled = compile_race(compilations, repeats, positions)
     contenders = [Contender(c.label, compiled[c.label][0], tuple(c.args), carries[c.label]) for c in compilations]
     timings = {label: dict(t) for label, (_, t) in compiled.items()}
-    for label, samples in race_samples(contenders, steps).items():
+    for label, samples in race_samples(contenders, steps, min_seconds=min_seconds).items():
         stats = spread(samples)
         k = len(compiled[label][0])
         timings[label].update(step_ms=stats["median"], step_spread=stats,

@@ -16,7 +16,9 @@ Each update gets its gradients and state donated, as in a training step.
 Each contender compiles in two places of the row's compile order, first
 forward then reversed, and its steps alternate between the two executables
 (see :func:`~gradchain.app.bench.timing.compile_race`: the place changes a
-many-kernel program's step time). A row reports per contender the step time
+many-kernel program's step time). A row's steps run until they have lasted
+about :data:`~gradchain.app.bench.timing.MIN_ROW_S` (``steps`` rounds at
+least). A row reports per contender the step time
 ``t`` (median and spread over the timed steps, and the median per
 executable), the compile time ``c`` (median and spread over the
 compilations) and the kernel count, then the ratios ``t / t_optax``,
@@ -39,7 +41,7 @@ from gradchain.app.bench.cases import (
     gradchain_contenders,
 )
 from gradchain.app.bench.synthetic import block_params, synthetic_params, uneven_params
-from gradchain.app.bench.timing import REPEATS, Compilation, measure
+from gradchain.app.bench.timing import MIN_ROW_S, REPEATS, Compilation, measure
 from gradchain.core.layout import PACK_ALIGN
 
 __all__ = ["TREES", "bench_updates", "flat_like"]
@@ -79,7 +81,7 @@ def _race(txs: Mapping[str, tuple[Any, dict, dict]], steps: int, repeats: int, p
     compilations = [Compilation(label, lambda g, s, p, tx=tx: tx.update(g, s, p), (fresh(g), tx.init(p), p), (0, 1))
                     for label, (tx, p, g) in txs.items()]
     carries = {label: (lambda out, a, g=g: (fresh(g), out[1], a[2])) for label, (_, _, g) in txs.items()}
-    return measure(compilations, carries, steps, repeats, positions)
+    return measure(compilations, carries, steps, repeats, positions, min_seconds=MIN_ROW_S)
 
 
 def _ratios(timings: dict[str, dict]) -> tuple[dict, dict]:
@@ -145,7 +147,7 @@ def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 2
     equivalence = check_equivalence(TREES[first_kind](n0, total, seed=0), TREES[first_kind](n0, total, seed=1))
 
     def so_far() -> dict[str, Any]:
-        return {"rows": list(rows), "max_relative_difference_vs_optax": equivalence,
+        return {"rows": list(rows), "min_row_s": MIN_ROW_S, "max_relative_difference_vs_optax": equivalence,
                 "equivalence_tree": f"{first_kind}, {n0} leaves", "skipped": list(skipped)}
 
     for tree, counts in trees.items():
