@@ -58,7 +58,7 @@ def _train_step(tx: Any, loss_fn: Callable, apply: Callable) -> Callable:
 
 
 def bench_flat_step(n_leaves: int, total: int, steps: int = 20, compile_repeats: int = REPEATS,
-                    positions: int = 2) -> dict[str, Any]:
+                    positions: int = 2, min_row_s: float = MIN_ROW_S) -> dict[str, Any]:
     """Step (median and spread) and compile time of each contender, with ratios to optax and the floor."""
     params = uneven_params(n_leaves, total, seed=0)
     target = jnp.float32(0.1)
@@ -74,7 +74,7 @@ def bench_flat_step(n_leaves: int, total: int, steps: int = 20, compile_repeats:
     compilations = [Compilation(label, step, (own(p), tx.init(p), target), (0, 1))
                     for label, (step, tx, p) in runs.items()]
     timings = measure(compilations, dict.fromkeys(runs, lambda out, a: (out[0], out[1], a[2])), steps, compile_repeats,
-                      positions, min_seconds=MIN_ROW_S)
+                      positions, min_seconds=min_row_s)
     ref, floor = timings["optax"], timings["floor"]["step_ms"]
     return {
         "leaves": n_leaves, "params": int(sum(x.size for x in jax.tree.leaves(params))),

@@ -62,7 +62,7 @@ def _updates(updates: dict[str, Any]) -> list[str]:
     counts = sorted({t["step_spread"]["n"] for r in rows for t in r["timings"].values()}) or [0]
     n_steps = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
     n_compiles = max((t["compile_spread"]["n"] for r in rows for t in r["timings"].values()), default=0)
-    lasting = f" (a row steps until it has lasted about {updates['min_row_s']:g} s)" if updates.get("min_row_s") else ""
+    lasting = f" (a row steps until its timed steps add up to about {updates['min_row_s']:g} s)" if updates.get("min_row_s") else ""
     lines = [
         "## 1. Optimizer update against optax, and the floor",
         "",

@@ -26,7 +26,7 @@ from gradchain.app.bench.peer import bench_declearn
 from gradchain.app.bench.report import write_report
 from gradchain.app.bench.state_bytes import bench_state_bytes
 from gradchain.app.bench.targets import check_targets, issue_targets, no_regression_targets
-from gradchain.app.bench.timing import REPEATS
+from gradchain.app.bench.timing import MIN_ROW_S, REPEATS
 from gradchain.app.bench.training import bench_accumulation, bench_per_example
 from gradchain.app.bench.updates import bench_updates
 
@@ -42,20 +42,23 @@ class _Sizes(TypedDict):
     steps: int  # timed steps per contender
     compile_repeats: int  # compilations of each fast-compiling contender (median)
     compile_positions: int  # places in a row's compile order each contender is timed at (2: forward and reversed)
+    min_row_s: float  # a row's timed rounds last about this long, ``steps`` rounds at least (0: ``steps``)
     many_leaves: int  # leaves of the flat train step and of the accumulation / state-bytes benchmarks
 
 
 FULL: _Sizes = {"trees": {"uneven": [10, 300, 1000], "blocks": [300, 1000], "uniform": [10, 100, 1000]},
                 "cases": None, "total": 4_000_000, "steps": 20, "compile_repeats": REPEATS, "compile_positions": 2,
-                "many_leaves": 1000}
+                "min_row_s": MIN_ROW_S, "many_leaves": 1000}
 GPU: _Sizes = {"trees": {"uneven": [10, 300, 1000], "blocks": [1000]}, "cases": None, "total": 4_000_000,
-               "steps": 20, "compile_repeats": 1, "compile_positions": 1, "many_leaves": 1000}
+               "steps": 20, "compile_repeats": 1, "compile_positions": 1, "min_row_s": MIN_ROW_S,
+               "many_leaves": 1000}
 #: The smoke runs (``--quick``): tiny trees, the simplest and the longest pipeline (the equivalence
 #: check still runs every case).
 QUICK: _Sizes = {"trees": {"uneven": [3, 8], "blocks": [20], "uniform": [3]}, "cases": ["adam", "declearn pipeline"],
-                 "total": 20_000, "steps": 3, "compile_repeats": 1, "compile_positions": 2, "many_leaves": 8}
+                 "total": 20_000, "steps": 3, "compile_repeats": 1, "compile_positions": 2, "min_row_s": 0.0,
+                 "many_leaves": 8}
 QUICK_GPU: _Sizes = {"trees": {"uneven": [3, 8]}, "cases": ["adam", "declearn pipeline"], "total": 20_000, "steps": 3,
-                     "compile_repeats": 1, "compile_positions": 1, "many_leaves": 8}
+                     "compile_repeats": 1, "compile_positions": 1, "min_row_s": 0.0, "many_leaves": 8}
 
 #: The GPU set's update benchmark starts no new row after this many seconds from the start of the
 #: run, so the whole run stays well under 8 minutes; rows not run are listed in the report.
@@ -105,7 +108,7 @@ class _Report:
             done = bench_updates(size["trees"], size["total"], size["steps"], log=self.log,
                                  compile_repeats=size["compile_repeats"], per_leaf=per_leaf,
                                  deadline=deadline, cases=size["cases"], on_row=progress,
-                                 positions=size["compile_positions"])
+                                 positions=size["compile_positions"], min_row_s=size["min_row_s"])
             self.results["targets"] = check_targets(targets, done["rows"])
             return done
 
@@ -160,7 +163,8 @@ def run(out_dir: Path, quick: bool = False, declearn_venv: Path | None = None, l
     report.section("gpu", lambda: bench_gpu() if not quick else {"available": False, "reason": "skipped in --quick"})
     log("7. flat-parameter train step")
     report.section("flat_step", lambda: bench_flat_step(size["many_leaves"], size["total"], size["steps"],
-                                                        size["compile_repeats"], size["compile_positions"]))
+                                                        size["compile_repeats"], size["compile_positions"],
+                                                        size["min_row_s"]))
     return report.finish(start)
 
 

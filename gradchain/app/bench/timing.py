@@ -31,7 +31,7 @@ class Contender(NamedTuple):
 REPEAT_BELOW_S = 5.0
 REPEATS = 5
 
-#: A benchmark row's timed rounds last at least about this long (:func:`race_samples`'s
+#: A benchmark row's timed steps add up to at least about this long (:func:`race_samples`'s
 #: ``min_seconds``): 20 steps of a 10 ms update are 0.2 s, and their median moved by up to
 #: 10% between runs on a shared 2-core machine.
 MIN_ROW_S = 2.0
@@ -207,31 +207,31 @@ def race_samples(contenders: Sequence[Contender], steps: int = 20, warmup: int =
     Inputs are made ready before each timed call; ``carry`` (untimed) builds
     the next call's arguments. A contender whose ``compiled`` is a tuple calls
     its executables in turn, timed step ``j`` on ``compiled[j % len(compiled)]``
-    (so are the warm-up steps, numbered ``-warmup`` to ``-1``). The last
-    warm-up round's duration sets how many rounds are timed.
+    (so are the warm-up steps, numbered ``-warmup`` to ``-1``). After the
+    ``steps`` rounds, the median of their timed steps' sums says whether more
+    are needed (the warm-up rounds hold each program's first, slower, call).
     """
     args = {c.label: tuple(c.args) for c in contenders}
     durations: dict[str, list[float]] = {c.label: [] for c in contenders}
     turns = {c.label: c.compiled if isinstance(c.compiled, tuple) else (c.compiled,) for c in contenders}
     orders = balanced_orders(len(contenders))
-    rounds, step = steps, -warmup
+    rounds, step, round_ms = steps, -warmup, []
     while step < rounds:
-        round_ms = 0.0
         for c in (contenders[j] for j in orders[step % len(orders)]):
             jax.block_until_ready(args[c.label])
             executable = turns[c.label][step % len(turns[c.label])]
             t0 = time.perf_counter()
             out = executable(*args[c.label])
             jax.block_until_ready(out)
-            ms = (time.perf_counter() - t0) * 1e3
-            round_ms += ms
             if step >= 0:
-                durations[c.label].append(ms)
+                durations[c.label].append((time.perf_counter() - t0) * 1e3)
             if c.carry is not None:
                 args[c.label] = c.carry(out, args[c.label])
-        if step == -1:
+        if step >= 0:
+            round_ms.append(sum(durations[c.label][-1] for c in contenders))
+        if step == steps - 1:
             period = math.lcm(len(orders), *(len(t) for t in turns.values()))
-            rounds = timed_rounds(steps, round_ms, min_seconds, period)
+            rounds = timed_rounds(steps, float(np.median(round_ms)), min_seconds, period)
         step += 1
     return durations
 

@@ -66,7 +66,8 @@ def flat_like(tree: Any) -> dict[str, jax.Array]:
     return {"w": jnp.pad(flat, (0, -flat.size % PACK_ALIGN))}
 
 
-def _race(txs: Mapping[str, tuple[Any, dict, dict]], steps: int, repeats: int, positions: int) -> dict[str, dict]:
+def _race(txs: Mapping[str, tuple[Any, dict, dict]], steps: int, repeats: int, positions: int,
+          min_row_s: float) -> dict[str, dict]:
     """Compile then time each ``label -> (tx, params, grads)``, interleaved; the timings per label.
 
     Each contender compiles in ``positions`` places of the compile order and
@@ -81,7 +82,7 @@ def _race(txs: Mapping[str, tuple[Any, dict, dict]], steps: int, repeats: int, p
     compilations = [Compilation(label, lambda g, s, p, tx=tx: tx.update(g, s, p), (fresh(g), tx.init(p), p), (0, 1))
                     for label, (tx, p, g) in txs.items()]
     carries = {label: (lambda out, a, g=g: (fresh(g), out[1], a[2])) for label, (_, _, g) in txs.items()}
-    return measure(compilations, carries, steps, repeats, positions, min_seconds=MIN_ROW_S)
+    return measure(compilations, carries, steps, repeats, positions, min_seconds=min_row_s)
 
 
 def _ratios(timings: dict[str, dict]) -> tuple[dict, dict]:
@@ -96,9 +97,11 @@ def _ratios(timings: dict[str, dict]) -> tuple[dict, dict]:
 
 
 def bench_case(case: str, tree: str, n_leaves: int, total: int, steps: int = 20,
-               compile_repeats: int = REPEATS, per_leaf: bool = True, positions: int = 2) -> dict[str, Any]:
+               compile_repeats: int = REPEATS, per_leaf: bool = True, positions: int = 2,
+               min_row_s: float = MIN_ROW_S) -> dict[str, Any]:
     """One row: the contenders of ``case`` on a ``tree`` of ``n_leaves`` leaves (``total`` params),
-    each compiled in ``positions`` places of the compile order (see :func:`_race`)."""
+    each compiled in ``positions`` places of the compile order (see :func:`_race`), ``steps``
+    rounds timed or more to last ``min_row_s`` seconds."""
     params, grads = TREES[tree](n_leaves, total, seed=0), TREES[tree](n_leaves, total, seed=1)
     ours, theirs = CASES[case]
     txs: dict[str, tuple[Any, dict, dict]] = {"optax": (theirs(), params, grads)}
@@ -106,7 +109,7 @@ def bench_case(case: str, tree: str, n_leaves: int, total: int, steps: int = 20,
         if per_leaf or label != "per-leaf":
             txs[label] = (tx, params, grads)
     txs["floor"] = (ours(), flat_like(params), flat_like(grads))
-    timings = _race(txs, steps, compile_repeats, positions)
+    timings = _race(txs, steps, compile_repeats, positions, min_row_s)
     ratios, of_floor = _ratios(timings)
     return {"case": case, "tree": tree, "leaves": n_leaves,
             "params": int(sum(x.size for x in jax.tree.leaves(params))),
@@ -116,7 +119,8 @@ def bench_case(case: str, tree: str, n_leaves: int, total: int, steps: int = 20,
 def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 20, log=print,
                   compile_repeats: int = REPEATS, per_leaf: bool = True,
                   deadline: float | None = None, cases: Sequence[str] | None = None,
-                  on_row: Callable[[dict[str, Any]], None] | None = None, positions: int = 2) -> dict[str, Any]:
+                  on_row: Callable[[dict[str, Any]], None] | None = None, positions: int = 2,
+                  min_row_s: float = MIN_ROW_S) -> dict[str, Any]:
     """:func:`bench_case` for every case, tree kind and leaf count, and the equivalence check.
 
     Args:
@@ -136,6 +140,9 @@ def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 2
         positions: the places in the compile order at which each
             contender compiles and is timed (2: forward, then reversed;
             1: once, optax first).
+        min_row_s: each row's timed rounds last about this many seconds
+            (``steps`` rounds at least, see
+            :func:`~gradchain.app.bench.timing.timed_rounds`); 0: ``steps``.
 
     The equivalence check (:func:`~gradchain.app.bench.cases.check_equivalence`)
     runs every case on the first tree of the first kind.
@@ -147,7 +154,7 @@ def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 2
     equivalence = check_equivalence(TREES[first_kind](n0, total, seed=0), TREES[first_kind](n0, total, seed=1))
 
     def so_far() -> dict[str, Any]:
-        return {"rows": list(rows), "min_row_s": MIN_ROW_S, "max_relative_difference_vs_optax": equivalence,
+        return {"rows": list(rows), "min_row_s": min_row_s, "max_relative_difference_vs_optax": equivalence,
                 "equivalence_tree": f"{first_kind}, {n0} leaves", "skipped": list(skipped)}
 
     for tree, counts in trees.items():
@@ -156,7 +163,7 @@ def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 2
                 if deadline is not None and time.monotonic() > deadline:
                     skipped.append(f"{case} / {tree} / {n} leaves")
                     continue
-                row = bench_case(case, tree, n, total, steps, compile_repeats, per_leaf, positions)
+                row = bench_case(case, tree, n, total, steps, compile_repeats, per_leaf, positions, min_row_s)
                 for label, t in row["timings"].items():
                     log(f"  {case:18s} {tree:8s} {n:5d} leaves  {label:9s} {_fmt(t)}")
                 rows.append(row)
