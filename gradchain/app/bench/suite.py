@@ -42,7 +42,7 @@ class _Sizes(TypedDict):
     steps: int  # timed steps per contender
     compile_repeats: int  # compilations of each fast-compiling contender (median)
     compile_positions: int  # places in a row's compile order each contender is timed at (2: forward and reversed)
-    min_row_s: float  # a row's timed rounds last about this long, ``steps`` rounds at least (0: ``steps``)
+    min_row_s: float  # a row's timed steps add up to about this long, ``steps`` rounds at least (0: ``steps``)
     many_leaves: int  # leaves of the flat train step and of the accumulation / state-bytes benchmarks
 
 

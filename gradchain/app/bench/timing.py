@@ -195,7 +195,7 @@ def balanced_orders(k: int) -> list[list[int]]:
 def race_samples(contenders: Sequence[Contender], steps: int = 20, warmup: int = 2,
                  min_seconds: float = 0.0) -> dict[str, list[float]]:
     """The step times (milliseconds) of each contender, their steps interleaved: ``steps``
-    rounds, or more to last ``min_seconds`` (:func:`timed_rounds`).
+    rounds, or more until the timed steps add up to ``min_seconds`` (:func:`timed_rounds`).
 
     Round-robin calls (one step of each contender per round) expose them all
     to the same machine conditions, so drifts (other processes, frequency
@@ -264,7 +264,7 @@ def measure(compilations: Sequence[Compilation], carries: Mapping[str, Callable[
             steps: int = 20, repeats: int = REPEATS, positions: int = 2,
             min_seconds: float = 0.0) -> dict[str, dict[str, Any]]:
     """:func:`compile_race`, then :func:`race_samples` of the executables on their arguments
-    (``steps`` rounds, or more to last ``min_seconds``).
+    (``steps`` rounds, or more until the timed steps add up to ``min_seconds``).
 
     Returns ``label -> timings``: :func:`compile_race`'s, with ``step_ms``
     (the median over every executable of the contender), ``step_spread``

@@ -16,8 +16,8 @@ Each update gets its gradients and state donated, as in a training step.
 Each contender compiles in two places of the row's compile order, first
 forward then reversed, and its steps alternate between the two executables
 (see :func:`~gradchain.app.bench.timing.compile_race`: the place changes a
-many-kernel program's step time). A row's steps run until they have lasted
-about :data:`~gradchain.app.bench.timing.MIN_ROW_S` (``steps`` rounds at
+many-kernel program's step time). A row steps until its timed steps add up
+to about :data:`~gradchain.app.bench.timing.MIN_ROW_S` (``steps`` rounds at
 least). A row reports per contender the step time
 ``t`` (median and spread over the timed steps, and the median per
 executable), the compile time ``c`` (median and spread over the
@@ -101,7 +101,7 @@ def bench_case(case: str, tree: str, n_leaves: int, total: int, steps: int = 20,
                min_row_s: float = MIN_ROW_S) -> dict[str, Any]:
     """One row: the contenders of ``case`` on a ``tree`` of ``n_leaves`` leaves (``total`` params),
     each compiled in ``positions`` places of the compile order (see :func:`_race`), ``steps``
-    rounds timed or more to last ``min_row_s`` seconds."""
+    rounds timed, or more until the timed steps add up to ``min_row_s`` seconds."""
     params, grads = TREES[tree](n_leaves, total, seed=0), TREES[tree](n_leaves, total, seed=1)
     ours, theirs = CASES[case]
     txs: dict[str, tuple[Any, dict, dict]] = {"optax": (theirs(), params, grads)}
@@ -140,7 +140,7 @@ def bench_updates(trees: Mapping[str, Sequence[int]], total: int, steps: int = 2
         positions: the places in the compile order at which each
             contender compiles and is timed (2: forward, then reversed;
             1: once, optax first).
-        min_row_s: each row's timed rounds last about this many seconds
+        min_row_s: each row's timed steps add up to about this many seconds
             (``steps`` rounds at least, see
             :func:`~gradchain.app.bench.timing.timed_rounds`); 0: ``steps``.
 
