@@ -300,3 +300,27 @@ def test_restores_during_overwrites_always_find_a_whole_checkpoint(tmp_path):
     writer.join(timeout=300)
     assert not writer.is_alive()
     assert gc.restore_checkpoint(path, params).tx == opts[3]
+
+
+def test_a_listing_that_raced_a_save_is_listed_again(tmp_path, monkeypatch):
+    from gradchain.persistence import checkpoint as ckpt
+
+    params, opt = small_params(), gc.sgd(0.1)
+    state = trained(opt, params, steps=1)
+    path = gc.save_checkpoint(tmp_path / "c", opt, state, params)
+    listed, real = [], ckpt.checkpoint_steps
+
+    def racing(directory):  # the first listing ran while a save renamed its step in and removed the old one
+        listed.append(directory)
+        return [] if len(listed) == 1 else real(directory)
+
+    monkeypatch.setattr(ckpt, "checkpoint_steps", racing)
+    back = gc.restore_checkpoint(path, params)
+    assert len(listed) == 2
+    assert_trees_equal(back.state, state)
+
+
+def test_only_an_unfinished_save_is_no_checkpoint(tmp_path):
+    (tmp_path / "c" / "0.orbax-checkpoint-tmp-1764000000").mkdir(parents=True)  # a first save that crashed
+    with pytest.raises(FileNotFoundError, match=r"No gradchain checkpoint .* \(saved steps: \[\]\)"):
+        gc.restore_checkpoint(tmp_path / "c", small_params())

@@ -336,7 +336,9 @@ def restore_checkpoint(
     The manifest is checked entry by entry (and against its own checksum),
     the saved shapes and dtypes against ``like``, and, with ``verify``, the
     checksum of every restored array against the manifest's. Nothing on disk
-    is changed.
+    is changed. A concurrent save (an overwrite) is tolerated: a step removed
+    while it is read, or a listing taken as the new step was renamed in, is
+    read or listed again (ten tries in all).
 
     Args:
         directory: the checkpoint's directory.
@@ -358,7 +360,8 @@ def restore_checkpoint(
             params of other shapes).
     """
     path = pathlib.Path(directory).resolve()
-    for _ in range(10):  # a concurrent save may remove the latest step while it is read
+    steps: list[int] = []
+    for _ in range(10):  # a concurrent save may rename its step in, or remove the latest one, while it is read
         steps = checkpoint_steps(path)
         if not steps and (path / MANIFEST_FILE).is_file():
             raise CheckpointError(
@@ -367,14 +370,33 @@ def restore_checkpoint(
             )
         chosen = steps[-1] if steps and step is None else step
         if chosen is None or chosen not in steps:
-            what = "gradchain checkpoint" if step is None else f"step {step}"
-            raise FileNotFoundError(f"No {what} in {path} (saved steps: {steps}).")
+            if not steps and _step_entries(path):
+                continue  # listed as a save renamed its step in and removed the old one: list again
+            raise _not_found(path, step, steps)
         try:
             return _restore_step(path / str(chosen), like, verify)
         except CheckpointError:
             if step is not None or checkpoint_steps(path)[-1:] == [chosen]:
                 raise  # still the latest step: the damage is real
+    if not steps:  # only an unfinished save's directory, at every listing
+        raise _not_found(path, step, steps)
     raise CheckpointError(f"{path}: every step read was replaced by a concurrent save; try again.")
+
+
+def _not_found(path: pathlib.Path, step: int | None, steps: list[int]) -> FileNotFoundError:
+    what = "gradchain checkpoint" if step is None else f"step {step}"
+    return FileNotFoundError(f"No {what} in {path} (saved steps: {steps}).")
+
+
+def _step_entries(path: pathlib.Path) -> bool:
+    """Whether ``path`` holds a step's directory, finished or not: orbax's listing of finished
+    steps reads the directory, then each step, so a save that renames its new step in and
+    removes the old one in between leaves it empty."""
+    try:
+        return any(entry.is_dir() and (entry.name.isdigit() or _ORBAX_TMP.fullmatch(entry.name))
+                   for entry in path.iterdir())
+    except OSError:  # no directory there (any more)
+        return False
 
 
 def _restore_step(step_dir: pathlib.Path, like: PyTree, verify: bool) -> Restored:
