@@ -116,12 +116,14 @@ def checkpoint_steps(directory: str | pathlib.Path) -> list[int]:
     return sorted(ocp.utils.checkpoint_steps(pathlib.Path(directory).resolve()))
 
 
+def _is_step_dir(entry: pathlib.Path) -> bool:
+    """Whether ``entry`` is a step's directory, finished or still orbax's temporary one."""
+    return entry.is_dir() and bool(entry.name.isdigit() or _ORBAX_TMP.fullmatch(entry.name))
+
+
 def _foreign_entries(path: pathlib.Path) -> list[str]:
     """Names in ``path`` that are neither steps, orbax's temporary steps nor the lock file."""
-    return sorted(
-        entry.name for entry in path.iterdir()
-        if not (entry.name == LOCK_FILE or (entry.is_dir() and (entry.name.isdigit() or _ORBAX_TMP.fullmatch(entry.name))))
-    )
+    return sorted(entry.name for entry in path.iterdir() if not (entry.name == LOCK_FILE or _is_step_dir(entry)))
 
 
 def _decide_step(path: pathlib.Path, step: int | None, overwrite: bool) -> int:
@@ -393,8 +395,7 @@ def _step_entries(path: pathlib.Path) -> bool:
     steps reads the directory, then each step, so a save that renames its new step in and
     removes the old one in between leaves it empty."""
     try:
-        return any(entry.is_dir() and (entry.name.isdigit() or _ORBAX_TMP.fullmatch(entry.name))
-                   for entry in path.iterdir())
+        return any(_is_step_dir(entry) for entry in path.iterdir())
     except OSError:  # no directory there (any more)
         return False
 
