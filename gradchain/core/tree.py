@@ -7,6 +7,7 @@ cost nothing per step. ``None`` is an empty subtree (as in JAX), so params with
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -358,6 +359,10 @@ def safe_norms(sums: jax.Array, rescaled_sums: Callable[[jax.Array], jax.Array],
     run). Without, both passes always run: for sums of which some are zero
     at every step (a bucket's padding), where the cond would only add a branch.
 
+    The branches give a sum and its scale (1 for a plain sum) and the root
+    is taken after them, ``sqrt(sum) / scale``: the common branch then
+    computes nothing, and the root joins whatever kernel reads the norm.
+
     Example:
         >>> import jax.numpy as jnp
         >>> from gradchain.core.tree import safe_norms
@@ -365,22 +370,28 @@ def safe_norms(sums: jax.Array, rescaled_sums: Callable[[jax.Array], jax.Array],
         >>> safe_norms(jnp.sum(x * x, axis=1), lambda s: jnp.sum((x * s[:, None]) ** 2, axis=1))
         Array([5.e+20, 5.e+00], dtype=float32)
     """
-    if not lazy:
-        return _rescued(sums, rescaled_sums)
-    return jax.lax.cond(jnp.all(_plain_is_safe(sums)), lambda: jnp.sqrt(sums), lambda: _rescued(sums, rescaled_sums))
+    if lazy:
+        total, scale = jax.lax.cond(jnp.all(_plain_is_safe(sums)), lambda: (sums, jnp.ones_like(sums)),
+                                    lambda: _rescued(sums, rescaled_sums))
+    else:
+        total, scale = _rescued(sums, rescaled_sums)
+    return jnp.sqrt(total) / scale
 
 
-def _rescued(sums: jax.Array, rescaled_sums: Callable[[jax.Array], jax.Array]) -> jax.Array:
-    """The second pass of :func:`safe_norms`: each unsafe sum recomputed on the values
-    scaled down (it overflowed) or up (it underflowed) by a fixed power of two."""
+def _rescued(sums: jax.Array, rescaled_sums: Callable[[jax.Array], jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """The second pass of :func:`safe_norms`: ``(sum, scale)`` per norm, each unsafe sum
+    recomputed on the values scaled down (it overflowed) or up (it underflowed) by a fixed
+    power of two, each safe one kept with a scale of 1."""
     scale = _rescue_scale(sums)
-    return jnp.where(_plain_is_safe(sums), jnp.sqrt(sums), jnp.sqrt(rescaled_sums(scale)) / scale)
+    return jnp.where(scale == 1, sums, rescaled_sums(scale)), scale
 
 
 def _rescue_scale(sums: jax.Array) -> jax.Array:
-    """The factor of each sum's rescaled pass: ``2^up`` after an underflow, ``2^down`` after an overflow."""
+    """The factor of each sum's rescaled pass: ``2^up`` after an underflow, ``2^down`` after an
+    overflow, 1 for a safe sum (whose rescaled pass is not used)."""
     up, down = _rescaling_exponents(sums.dtype)
-    return jnp.ldexp(jnp.ones_like(sums), jnp.where(jnp.isfinite(sums), up, down))
+    exponent = jnp.where(_plain_is_safe(sums), 0, jnp.where(jnp.isfinite(sums), up, down))
+    return jnp.ldexp(jnp.ones_like(sums), exponent)
 
 
 def l2_norm(x: jax.Array, axis: Any = None, keepdims: bool = False) -> jax.Array:
@@ -526,32 +537,45 @@ def _rescaling_exponents(dtype: Any) -> tuple[int, int]:
 def leaf_norms(tree: PyTree) -> list[jax.Array]:
     """The overflow-safe L2 norm of each leaf (in its real compute dtype), in flattening order.
 
-    One ``lax.cond`` for the whole tree: the plain sums of squares, and the
-    rescaled ones (:func:`safe_norms`, each leaf by its own factor) only when
-    one of them over- or underflows.
+    The plain sums of squares of the leaves of one real dtype are stacked,
+    and one :func:`safe_norms` (one ``lax.cond``) rescues those that over-
+    or underflowed, each leaf by its own factor: one cond for the whole tree
+    when its leaves share a real dtype.
+
+    Example:
+        >>> import jax.numpy as jnp, gradchain as gc
+        >>> gc.tree.leaf_norms({"a": jnp.array([3e20, 4e20]), "b": jnp.array([3.0, 4.0])})  # a's squares overflow
+        [Array(5.e+20, dtype=float32), Array(5., dtype=float32)]
     """
     leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
     leaves = [x.astype(compute_dtype(x.dtype)) for x in leaves]
-    if not leaves:
-        return []
-    sums = [jnp.sum(abs_sq(x)) for x in leaves]
+    groups: dict[Any, list[int]] = {}
+    for i, x in enumerate(leaves):
+        groups.setdefault(real_dtype(x.dtype), []).append(i)
+    norms: list[jax.Array] = [jnp.zeros(())] * len(leaves)
+    for members in groups.values():
+        group = [leaves[i] for i in members]
+        sums = jnp.stack([jnp.sum(abs_sq(x)) for x in group])
+        group_norms = safe_norms(sums, functools.partial(_rescaled_leaf_sums, group))
+        for k, i in enumerate(members):
+            norms[i] = group_norms[k]
+    return norms
 
-    def rescued() -> list[jax.Array]:
-        scales = [_rescue_scale(total) for total in sums]
-        rescaled = list(sums)
-        for chunk in _rescue_chunks(leaves):
-            if len(chunk) == 1:
-                rescaled[chunk[0]] = jnp.sum(abs_sq(leaves[chunk[0]] * scales[chunk[0]]))
-                continue
-            flat = jnp.concatenate([jnp.ravel(leaves[i]) * scales[i] for i in chunk])  # one segment per leaf
-            ids = np.repeat(np.arange(len(chunk), dtype=np.int32), [leaves[i].size for i in chunk])
-            per_leaf = jax.ops.segment_sum(abs_sq(flat), jnp.asarray(ids), len(chunk), indices_are_sorted=True)
-            for k, i in enumerate(chunk):
-                rescaled[i] = per_leaf[k]
-        return [jnp.where(_plain_is_safe(t), jnp.sqrt(t), jnp.sqrt(r) / s) for t, r, s in zip(sums, rescaled, scales)]
 
-    safe = jnp.all(jnp.stack([_plain_is_safe(total) for total in sums]))
-    return jax.lax.cond(safe, lambda: [jnp.sqrt(total) for total in sums], rescued)
+def _rescaled_leaf_sums(leaves: list[jax.Array], scales: jax.Array) -> jax.Array:
+    """``sum |leaf * scale|^2`` of each leaf, stacked: the small leaves of a chunk
+    (:func:`_rescue_chunks`) concatenated, one segment each."""
+    rescaled: list[jax.Array] = [jnp.zeros(())] * len(leaves)
+    for chunk in _rescue_chunks(leaves):
+        if len(chunk) == 1:
+            rescaled[chunk[0]] = jnp.sum(abs_sq(leaves[chunk[0]] * scales[chunk[0]]))
+            continue
+        flat = jnp.concatenate([jnp.ravel(leaves[i]) * scales[i] for i in chunk])
+        ids = np.repeat(np.arange(len(chunk), dtype=np.int32), [leaves[i].size for i in chunk])
+        per_leaf = jax.ops.segment_sum(abs_sq(flat), jnp.asarray(ids), len(chunk), indices_are_sorted=True)
+        for k, i in enumerate(chunk):
+            rescaled[i] = per_leaf[k]
+    return jnp.stack(rescaled)
 
 
 def _underflow_bound(dtype: Any) -> float:
