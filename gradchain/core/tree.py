@@ -552,20 +552,19 @@ def leaf_norms(tree: PyTree) -> list[jax.Array]:
     groups: dict[Any, list[int]] = {}
     for i, x in enumerate(leaves):
         groups.setdefault(real_dtype(x.dtype), []).append(i)
-    norms: list[jax.Array] = [jnp.zeros(())] * len(leaves)
+    norms: dict[int, jax.Array] = {}
     for members in groups.values():
         group = [leaves[i] for i in members]
         sums = jnp.stack([jnp.sum(abs_sq(x)) for x in group])
         group_norms = safe_norms(sums, functools.partial(_rescaled_leaf_sums, group))
-        for k, i in enumerate(members):
-            norms[i] = group_norms[k]
-    return norms
+        norms.update((i, group_norms[k]) for k, i in enumerate(members))
+    return [norms[i] for i in range(len(leaves))]
 
 
 def _rescaled_leaf_sums(leaves: list[jax.Array], scales: jax.Array) -> jax.Array:
     """``sum |leaf * scale|^2`` of each leaf, stacked: the small leaves of a chunk
     (:func:`_rescue_chunks`) concatenated, one segment each."""
-    rescaled: list[jax.Array] = [jnp.zeros(())] * len(leaves)
+    rescaled: dict[int, jax.Array] = {}
     for chunk in _rescue_chunks(leaves):
         if len(chunk) == 1:
             rescaled[chunk[0]] = jnp.sum(abs_sq(leaves[chunk[0]] * scales[chunk[0]]))
@@ -573,9 +572,8 @@ def _rescaled_leaf_sums(leaves: list[jax.Array], scales: jax.Array) -> jax.Array
         flat = jnp.concatenate([jnp.ravel(leaves[i]) * scales[i] for i in chunk])
         ids = np.repeat(np.arange(len(chunk), dtype=np.int32), [leaves[i].size for i in chunk])
         per_leaf = jax.ops.segment_sum(abs_sq(flat), jnp.asarray(ids), len(chunk), indices_are_sorted=True)
-        for k, i in enumerate(chunk):
-            rescaled[i] = per_leaf[k]
-    return jnp.stack(rescaled)
+        rescaled.update((i, per_leaf[k]) for k, i in enumerate(chunk))
+    return jnp.stack([rescaled[i] for i in range(len(leaves))])
 
 
 def _underflow_bound(dtype: Any) -> float:
