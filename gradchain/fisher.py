@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain.core.chain import Chain
+from gradchain.core.layout import repack_like, unpack_all
 from gradchain.core.partition import Partition
 from gradchain.core.tree import PyTree, compute_dtype
 from gradchain.optimizers.optimizer import Optimizer
@@ -150,7 +151,8 @@ def consolidate(
         )
     key = keys[0]
     new_state = dict(state)
-    new_state[key] = chain[key].consolidate(state[key], params, weights)
+    # per leaf, as ``params`` are, whichever layout ``init`` chose; then packed back the same way
+    new_state[key] = repack_like(chain[key].consolidate(unpack_all(state[key]), params, weights), state[key])
     return new_state
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import gradchain as gc
+from gradchain.core.layout import find_layout, unpack_all
 
 RNG = np.random.default_rng(0)
 
@@ -120,6 +121,24 @@ def test_consolidate_into_an_optimizer_state_and_log_the_penalty():
     assert int(state["parameter-change"].tasks) == 1
     with pytest.raises(ValueError, match="this optimizer has none"):
         gc.fisher.consolidate(gc.Optimizer(0.1), gc.Optimizer(0.1).init(params), params)
+
+
+def test_a_packed_state_consolidates_and_logs_its_penalty_as_per_leaf():
+    # the Optimizer packs small leaves into buffers; consolidate and penalties take per-leaf params
+    params = {f"l{i}": jnp.asarray(RNG.normal(size=(i + 2,)), jnp.float32) for i in range(10)}
+    fisher = jax.tree.map(lambda x: jnp.abs(x) + 0.5, params)
+    moved = jax.tree.map(lambda x: x + 1.0, params)
+    out = {}
+    for layout in ("auto", "per-leaf"):
+        opt = gc.Optimizer(0.1, regularizers=[("parameter-change", {"alpha": 2.0})], modules=["adam"], layout=layout)
+        state = gc.fisher.consolidate(opt, opt.init(params), params, fisher)
+        updates, state = jax.jit(opt.update)(moved, state, moved)
+        state = gc.fisher.consolidate(opt, state, moved, fisher)  # a second task, on the stepped state
+        out[layout] = find_layout(state), opt.penalties(params, state)["parameter-change"], updates, unpack_all(state)
+    assert out["auto"][0] is not None and out["per-leaf"][0] is None
+    assert float(out["auto"][1]) == float(out["per-leaf"][1]) > 0
+    for a, b in zip(jax.tree.leaves(out["auto"][2:]), jax.tree.leaves(out["per-leaf"][2:])):
+        np.testing.assert_array_max_ulp(a, b, maxulp=4)  # elementwise (XLA's fusion may round 1-2 ulp apart)
 
 
 def test_ewc_keeps_the_weights_that_matter_for_the_old_task():

@@ -6,14 +6,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 import toy_plugins
 from flax import linen as nn
-from flax import nnx
+from flax import nnx, serialization
 from flax.training import train_state
 from helpers import TraceCounter, assert_trees_equal
 from nnx_raw import raw
 
 import gradchain as gc
+from gradchain.core.layout import Packed, unpack_all
 
 
 def two_blobs(n=128, seed=0):
@@ -95,8 +97,9 @@ def test_nnx_optimizer_trains_with_a_regularized_gradchain_optimizer():
     assert losses[0] > 0.3 and losses[-1] < 0.05  # measured 0.024 on this seed
     state = raw(optimizer.opt_state)
     assert int(state["adam"].step) == 100
-    # fedprox captured the params of its first step: the init of the model
-    assert state["fedprox"].reference["hidden"]["kernel"].shape == (2, 16)
+    # fedprox captured the params of its first step: the init of the model (its small
+    # leaves packed by the Optimizer: read in the per-leaf layout)
+    assert unpack_all(state)["fedprox"].reference["hidden"]["kernel"].shape == (2, 16)
 
 
 def test_nnx_init_on_variables_and_on_abstract_leaves_gives_the_same_structure():
@@ -148,3 +151,25 @@ def test_nnx_live_hyperparameters_change_without_retracing():
     step(model, optimizer)
     assert loss_fn.count == 1
     assert float(raw(gc.get_hyperparams(optimizer.opt_state)["lrate"])) == np.float32(0.05)
+
+
+def test_flax_serialization_writes_a_packed_state_per_leaf_and_restores_into_either_layout():
+    rng = np.random.default_rng(0)
+    params = {f"l{i}": jnp.asarray(rng.normal(size=(i + 2,)), jnp.float32) for i in range(10)}
+    auto, per_leaf = gc.adam(0.1), gc.Optimizer(0.1, modules=["adam"], layout="per-leaf")
+    state = auto.init(params)
+    _, state = jax.jit(auto.update)(jax.tree.map(lambda x: 0.5 * x, params), state, params)
+    assert isinstance(state["adam"].mu, Packed)
+    blob = serialization.to_bytes(state)
+    assert sorted(serialization.to_state_dict(state)["adam"]["mu"]) == sorted(params)  # leaf by leaf
+    into_packed = serialization.from_bytes(auto.init(params), blob)
+    into_per_leaf = serialization.from_bytes(per_leaf.init(params), blob)
+    assert into_packed["adam"].mu.layout == state["adam"].mu.layout
+    for back in (into_packed, into_per_leaf):
+        assert_trees_equal(unpack_all(back), unpack_all(state))
+    # and the other way: a per-leaf blob into a packed target
+    assert_trees_equal(unpack_all(serialization.from_bytes(auto.init(params), serialization.to_bytes(into_per_leaf))),
+                       unpack_all(state))
+    wrong = {**params, "l3": jnp.zeros(7)}
+    with pytest.raises(ValueError, match="l3"):
+        serialization.from_bytes(auto.init(wrong), blob)

@@ -39,14 +39,14 @@ def _tree(n=12, dtype=jnp.float32, seed=0, big=()):
 
 # -- planning and packing ----------------------------------------------------------------
 def test_plan_buckets_small_leaves_by_dtype_and_keeps_large_and_rare_ones_apart():
-    tree = {**_tree(10, big=(0,)), "half": [jnp.ones(3, jnp.bfloat16)] * 3}
+    tree = {**_tree(10, big=(0,)), "half": [jnp.ones(3, jnp.bfloat16)] * (PACK_MIN_LEAVES - 1)}
     layout = plan(tree)
-    assert layout.names[0] == "packed:float32" and layout.n_buckets == 1  # 3 bf16 leaves: too few
+    assert layout.names[0] == "packed:float32" and layout.n_buckets == 1  # too few bf16 leaves
     packed = pack(tree, layout)
     assert layout.used(0) == sum(x.size for k, x in tree.items() if k not in ("l00", "half"))
     assert packed.buffers[0].shape == (-(-layout.used(0) // 128) * 128,)  # zero padding to 128 entries
     assert not np.any(np.asarray(packed.buffers[0][layout.used(0):]))
-    assert [b.shape for b in packed.buffers[1:]] == [(3,), (3,), (3,), (300_000,)]  # "half" sorts first
+    assert [b.shape for b in packed.buffers[1:]] == [(3,)] * (PACK_MIN_LEAVES - 1) + [(300_000,)]  # "half" first
     assert plan(_tree(PACK_MIN_LEAVES - 1)) is None  # too few small leaves: per leaf
     assert plan(_tree(3), min_leaves=2).n_buckets == 1
 
@@ -144,7 +144,8 @@ def test_default_optimizer_packs_and_per_leaf_does_not():
     assert per_leaf["adam"].mu["l00"].shape == params["l00"].shape
     assert find_layout(gc.sgd(0.1).init(params)) is None  # no per-parameter state: nothing to pack
     assert find_layout(gc.Optimizer(0.1, modules=["gaussian-noise", "adam"]).init(params)) is None  # same draws
-    assert find_layout(gc.adam(0.1).init(_tree(3))) is None  # too few leaves to pay
+    assert find_layout(gc.adam(0.1).init(_tree(PACK_MIN_LEAVES - 1))) is None  # too few leaves to pay
+    assert find_layout(gc.adam(0.1).init(_tree(PACK_MIN_LEAVES))) is not None
 
 
 def test_chains_pack_once_and_nested_chains_run_on_the_outer_buffers():
@@ -292,12 +293,12 @@ def test_flat_train_step_matches_the_tree_train_step():
 # -- sharding ------------------------------------------------------------------------------
 SHARDED = textwrap.dedent(
     r'''
-    import json, os
+    import json, os, tempfile
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     import gradchain as gc
-    from gradchain.core.layout import Packed
+    from gradchain.core.layout import Packed, find_layout, unpack_all
 
     mesh = Mesh(np.array(jax.devices()), ("data",))
     rng = np.random.default_rng(0)
@@ -314,8 +315,18 @@ SHARDED = textwrap.dedent(
     worst = max(float(jnp.max(jnp.abs(updates[k] - expected[k]))) for k in params)
     apart = [n for n in mu.layout.names if not n.startswith("packed:")]
     specs = {k: str(v.sharding.spec) for k, v in updates.items() if k.startswith("s")}
+    # traced under this mesh (automatic axes), a leaf does not say how it is split: nothing is
+    # packed, so no partitioned leaf is gathered; the eagerly packed state still checkpoints
+    traced = [find_layout(jax.jit(opt.init)(params)), find_layout(jax.eval_shape(opt.init, params))]
+    with tempfile.TemporaryDirectory() as tmp:
+        back = gc.restore_checkpoint(gc.save_checkpoint(f"{tmp}/ckpt", opt, opt.init(params), params), params)
     print("REPORT" + json.dumps({"buckets": list(mu.layout.names[:mu.layout.n_buckets]), "apart": apart,
-                                 "worst": worst, "specs": sorted(set(specs.values()))}))
+                                 "worst": worst, "specs": sorted(set(specs.values())),
+                                 "traced": [None if t is None else t.n_buckets for t in traced],
+                                 "restored": back.tx == opt and all(
+                                     bool(jnp.array_equal(a, b)) for a, b in zip(
+                                         jax.tree.leaves(unpack_all(back.state)),
+                                         jax.tree.leaves(unpack_all(opt.init(params)))))}))
     '''
 )
 
@@ -326,6 +337,8 @@ def test_replicated_leaves_are_packed_and_partitioned_ones_stay_apart():
     assert sorted(report["apart"]) == [f"['s{i}']" for i in range(9)]
     assert report["worst"] < 1e-6
     assert len(report["specs"]) == 1 and "'data'" in report["specs"][0]  # the updates stay partitioned
+    assert report["traced"] == [None, None]  # jit(init) and eval_shape(init): per leaf
+    assert report["restored"]
 
 
 def test_padding_stays_out_of_global_reductions_after_an_affine_module():

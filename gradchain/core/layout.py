@@ -72,7 +72,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradchain.core.paths import leaf_paths
-from gradchain.core.tree import PyTree, path_str
+from gradchain.core.tree import PyTree, may_be_partitioned, path_str
 
 __all__ = [
     "PACK_ALIGN",
@@ -268,14 +268,16 @@ def is_packed(x: Any) -> bool:
 
 
 def _placement(leaf: Any) -> Any:
-    """None (one device, or unknown under tracing), a fully replicated sharding
-    (its own buckets), or ``"apart"`` for a leaf partitioned over devices."""
+    """None (one device), a fully replicated sharding (its own buckets), or
+    ``"apart"`` for a leaf partitioned over devices.
+
+    A tracer carries its sharding only under a mesh whose axes are all
+    explicit; under one with automatic axes (XLA's partitioner decides) it
+    may be partitioned, so it stays apart (:func:`gradchain.core.tree.may_be_partitioned`):
+    packing it would gather it.
+    """
     if isinstance(leaf, jax.core.Tracer):
-        try:
-            spec = jax.typeof(leaf).sharding.spec
-        except (AttributeError, TypeError):
-            return None
-        return _APART if any(s is not None for s in spec) else None
+        return _APART if may_be_partitioned(leaf) else None
     sharding = getattr(leaf, "sharding", None)
     if sharding is None or len(sharding.device_set) == 1:
         return None

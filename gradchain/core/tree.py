@@ -36,6 +36,7 @@ __all__ = [
     "leaf_norms",
     "map_leaves",
     "map_leaves_multi",
+    "may_be_partitioned",
     "path_str",
     "safe_norms",
     "joint_chunks",
@@ -483,7 +484,7 @@ def joint_chunks(leaves: Sequence[jax.Array], max_leaf: int, max_chunk: int) -> 
     chunks: list[list[int]] = []
     filling: dict[Any, tuple[list[int], int]] = {}
     for i, x in enumerate(leaves):
-        if x.size > max_leaf or _may_be_partitioned(x):
+        if x.size > max_leaf or may_be_partitioned(x):
             chunks.append([i])
             continue
         members, size = filling.get(x.dtype, ([], 0))
@@ -494,9 +495,17 @@ def joint_chunks(leaves: Sequence[jax.Array], max_leaf: int, max_chunk: int) -> 
     return chunks + [members for members, _ in filling.values()]
 
 
-def _may_be_partitioned(x: jax.Array) -> bool:
+def may_be_partitioned(x: jax.Array) -> bool:
     """Whether ``x`` may be split over devices (concatenating it would gather it): by its
-    sharding; a tracer under a mesh whose axes are not all explicit may be."""
+    sharding; a tracer under a mesh whose axes are not all explicit may be (its type
+    does not say how XLA will split it).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradchain.core.tree import may_be_partitioned
+        >>> may_be_partitioned(jnp.ones(4))  # on one device
+        False
+    """
     if jax.device_count() == 1:
         return False
     if not isinstance(x, jax.core.Tracer):

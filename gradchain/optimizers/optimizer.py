@@ -245,7 +245,7 @@ class Optimizer(Transform, register=False):
         values = {}
         for key in self._group_keys["regularizers"]:
             try:
-                values[key] = self.pipeline[key].penalty(params, state[key])
+                values[key] = self.pipeline[key].penalty(params, unpack_all(state[key]))  # per leaf, as params
             except NotImplementedError:
                 continue
         return values

@@ -1,5 +1,7 @@
-"""Persistence: transformations as JSON configs, and checkpoints of config, state and params."""
+"""Persistence: transformations as JSON configs, checkpoints of config, state and params, and
+packed states in Flax's serialization."""
 
+from gradchain.persistence import flax_state  # noqa: F401  (registers Packed with flax.serialization)
 from gradchain.persistence.checkpoint import (
     CheckpointError,
     Restored,

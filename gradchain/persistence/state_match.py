@@ -1,7 +1,10 @@
 """Does a state belong to a transformation? Checked before a checkpoint is written.
 
 With the params at hand the answer is exact: the state must have the
-entries, shapes and dtypes of ``jax.eval_shape(tx.init, params)``. Without
+entries, shapes and dtypes of ``jax.eval_shape(tx.init, params)``, both
+seen in the per-leaf layout (a state packed by ``init`` and the same
+state per leaf both belong; an abstract trace may plan another layout
+than an eager ``init``, see :func:`gradchain.core.layout.plan`). Without
 them, the containers the transformation itself builds are compared: ``init``
 is traced on two small params trees of different structure, and every
 container that comes out the same in both (a chain's dict keyed by plug-in
@@ -17,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradchain.core.layout import unpack_all
 from gradchain.core.state_io import key_name
 from gradchain.core.tree import PyTree, abstract
 from gradchain.persistence.manifest import fit_problem, leaf_specs
@@ -73,9 +77,9 @@ def _structure_problem(one: Any, two: Any, state: Any, where: str) -> str | None
 
 def state_mismatch(tx: Any, state: PyTree, params: PyTree | None) -> str | None:
     """How ``state`` differs from what ``tx.init`` builds (for ``params`` when given), or None."""
-    if params is not None:
+    if params is not None:  # compared in the per-leaf layout, as checkpoints hold states
         target = jax.eval_shape(tx.init, abstract(params))
-        return fit_problem(leaf_specs(state), leaf_specs(target), "the state")
+        return fit_problem(leaf_specs(unpack_all(state)), leaf_specs(unpack_all(target)), "the state")
     try:
         one, two = (jax.eval_shape(tx.init, probe) for probe in _PROBES)
     except Exception:  # a transform that refuses the probes cannot be checked this way
