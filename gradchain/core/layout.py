@@ -111,8 +111,15 @@ PACK_MEAN_LEAF_SIZE = 2**14
 PACK_ALIGN = 128
 
 #: ``layout="auto"`` forms a bucket only from at least this many small leaves
-#: of one dtype and placement: fewer save too few kernels to pay for the slices.
-PACK_MIN_LEAVES = 8
+#: of one dtype and placement. Per leaf, ``n`` leaves cost ``k n`` kernels (``k``
+#: outputs per leaf); a bucket about ``k + n`` (the concatenation, the ``k - 1``
+#: state arrays, the ``n`` update slices), which saves kernels from 3 leaves on
+#: when ``k >= 2``, and compile time with them: on the benchmark's 10 uneven leaves
+#: (its three smallest, 47K entries in all, within the mean size), packing them
+#: compiled the declearn pipeline in 1.02x optax's time instead of 1.05x-1.07x,
+#: and Adam in 0.96x instead of 1.01x-1.03x (31 compilations each, twice), at the
+#: same step time (``benchmarks/results/bench-min-leaves-2026-12-02.log``).
+PACK_MIN_LEAVES = 3
 
 _APART = "apart"
 
