@@ -289,10 +289,13 @@ def test_the_prepared_gpu_command_is_valid_shell_and_names_test_files_that_exist
     assert "python -m gradchain bench --gpu" in text and os.access(script, os.X_OK)
 
 
-def test_timed_compilations_bypass_the_persistent_cache_and_leave_it_as_it_was(tmp_path):
+def test_timed_compilations_bypass_the_persistent_cache_and_leave_it_as_it_was(tmp_path, monkeypatch):
     from jax.experimental.compilation_cache import compilation_cache
 
+    from gradchain.app.bench import timing
     from gradchain.app.bench.timing import Compilation, compile_race
+
+    monkeypatch.setattr(timing, "MIN_COMPILE_S", 0.0)  # the two compilations asked for, no time floor
 
     def entries() -> set[str]:
         return {p.name for p in tmp_path.iterdir()}
@@ -344,6 +347,7 @@ def test_each_contender_compiles_forward_then_reversed_and_fast_ones_repeat(monk
         return _FakeExecutable(f"{c.label}{order.count(c.label)}", []), 0.01, 9.0 if slow else 0.5
 
     monkeypatch.setattr(timing, "_compile_once", compile_once)
+    monkeypatch.setattr(timing, "MIN_COMPILE_S", 2.0)  # the fast ones' four compilations add up to it
     out = timing.compile_race([timing.Compilation(label, None, ()) for label in ("a", "slow", "b")], repeats=4)
     # rounds 0 and 1 compile everyone (forward, reversed); rounds 2 and 3 only the fast ones, alternating too
     assert order == ["a", "slow", "b", "b", "slow", "a", "a", "b", "b", "a"]
@@ -351,6 +355,18 @@ def test_each_contender_compiles_forward_then_reversed_and_fast_ones_repeat(monk
     assert [e.name for e in out["a"][0]] == ["a1", "a2"]  # the executables of the balanced rounds, not the last
     assert out["a"][1]["compile_spread"]["n"] == 4 and out["slow"][1]["compile_spread"]["n"] == 2
     assert out["b"][1]["kernels"] == 3
+    # a full run repeats the fast ones until their compile seconds add up to MIN_COMPILE_S, at most
+    # MAX_COMPILE_REPEATS times; a smoke run (repeats=1) compiles each once whatever the floor
+    order.clear()
+    monkeypatch.setattr(timing, "MIN_COMPILE_S", 3.0)
+    out = timing.compile_race([timing.Compilation(label, None, ()) for label in ("a", "slow", "b")], repeats=4)
+    assert [order.count(label) for label in ("a", "slow", "b")] == [6, 2, 6]
+    assert order[-4:] == ["a", "b", "b", "a"]  # still alternating
+    assert out["a"][1]["compile_spread"]["n"] == 6
+    order.clear()
+    monkeypatch.setattr(timing, "MAX_COMPILE_REPEATS", 5)
+    timing.compile_race([timing.Compilation("a", None, ())], repeats=4)
+    assert order == ["a"] * 5
     order.clear()
     once = timing.compile_race([timing.Compilation(label, None, ()) for label in ("a", "b")], repeats=1, positions=1)
     assert order == ["a", "b"] and once["b"][1]["compiled_at"] == [2]

@@ -31,6 +31,14 @@ class Contender(NamedTuple):
 REPEAT_BELOW_S = 5.0
 REPEATS = 5
 
+#: ... and, in a full run (``repeats > 1``), until a contender's compilations add up to
+#: about this long, at most :data:`MAX_COMPILE_REPEATS` of them: the median of 5
+#: compilations of half a second moved by up to 5% between runs (the declearn pipeline
+#: on the 10-leaf tree: 1.01x and 1.05x optax in runs 16 and 17), that of 31 by 1-2%
+#: (``benchmarks/results/bench-min-leaves-2026-12-02.log``).
+MIN_COMPILE_S = 10.0
+MAX_COMPILE_REPEATS = 31
+
 #: A benchmark row's timed steps add up to at least about this long (:func:`race_samples`'s
 #: ``min_seconds``): 20 steps of a 10 ms update are 0.2 s, and their median moved by up to
 #: 10% between runs on a shared 2-core machine.
@@ -122,7 +130,8 @@ def compile_race(compilations: Sequence[Compilation], repeats: int = REPEATS,
     contender; :func:`measure` times the executables in turn. Compilations
     under :data:`REPEAT_BELOW_S` also run in the later rounds, up to
     ``repeats`` in all (:data:`REPEATS` by default; 1 for a smoke run), for
-    the compile time's median.
+    the compile time's median; with ``repeats > 1``, they go on until they
+    add up to :data:`MIN_COMPILE_S` seconds (at most :data:`MAX_COMPILE_REPEATS`).
 
     Example:
         >>> import jax.numpy as jnp
@@ -138,10 +147,18 @@ def compile_race(compilations: Sequence[Compilation], repeats: int = REPEATS,
     compiles: dict[str, list[float]] = {c.label: [] for c in compilations}
     executables: dict[str, list[Any]] = {c.label: [] for c in compilations}
     places: dict[str, list[int]] = {c.label: [] for c in compilations}
-    kept = 0
-    for round_ in range(max(repeats, positions)):
+    def wanted(label: str, round_: int) -> bool:
+        done = compiles[label]
+        if round_ < positions:
+            return True
+        if done[0] >= REPEAT_BELOW_S:
+            return False
+        return round_ < repeats or (repeats > 1 and round_ < MAX_COMPILE_REPEATS and sum(done) < MIN_COMPILE_S)
+
+    kept, round_ = 0, 0
+    while any(wanted(c.label, round_) for c in compilations):
         for c in compilations if round_ % 2 == 0 else compilations[::-1]:
-            if round_ >= positions and (round_ >= repeats or compiles[c.label][0] >= REPEAT_BELOW_S):
+            if not wanted(c.label, round_):
                 continue
             executable, trace_s, compile_s = _compile_once(c)
             traces[c.label].append(trace_s)
@@ -150,6 +167,7 @@ def compile_race(compilations: Sequence[Compilation], repeats: int = REPEATS,
                 kept += 1
                 executables[c.label].append(executable)
                 places[c.label].append(kept)
+        round_ += 1
     out = {}
     for c in compilations:
         text = executables[c.label][0].as_text() or ""
