@@ -283,12 +283,10 @@ def _placement(leaf: Any) -> Any:
     may be partitioned, so it stays apart (:func:`gradchain.core.tree.may_be_partitioned`):
     packing it would gather it.
     """
-    if isinstance(leaf, jax.core.Tracer):
-        return _APART if may_be_partitioned(leaf) else None
-    sharding = getattr(leaf, "sharding", None)
-    if sharding is None or len(sharding.device_set) == 1:
-        return None
-    return sharding if sharding.is_fully_replicated else _APART
+    if may_be_partitioned(leaf):
+        return _APART
+    sharding = None if isinstance(leaf, jax.core.Tracer) else getattr(leaf, "sharding", None)
+    return sharding if sharding is not None and len(sharding.device_set) > 1 else None
 
 
 def plan(
