@@ -113,14 +113,29 @@ def test_global_and_leaf_norms_match_float64_at_every_magnitude(scale):
     assert float(gc.tree.global_norm({"a": f32([3e38] * 4)})) == np.inf  # 6e38: beyond float32
 
 
+def test_rescaled_pass_reduces_a_few_small_leaves_one_by_one(monkeypatch):
+    # up to RESCUE_MIN_JOINT small leaves are reduced apart; more are concatenated
+    from gradchain.core import tree as tree_module
+    few = [jnp.zeros(n) for n in (5, 3, 1 << 19, 7)]
+    assert tree_module._rescue_chunks(few) == [[2], [0], [1], [3]]
+    many = [jnp.zeros(4)] * (tree_module.RESCUE_MIN_JOINT + 1)
+    assert tree_module._rescue_chunks(many) == [list(range(len(many)))]
+    monkeypatch.setattr(tree_module, "RESCUE_MIN_JOINT", 2)
+    assert tree_module._rescue_chunks(few) == [[2], [0, 1, 3]]
+
+
+@pytest.mark.parametrize("joint", [1, 8])
 @pytest.mark.parametrize("scale", [1e19, 1e-35, 1.0])
-def test_rescaled_pass_in_chunks_matches_float64(monkeypatch, scale):
+def test_rescaled_pass_in_chunks_matches_float64(monkeypatch, scale, joint):
     # the rescaled pass concatenates small leaves by dtype in bounded chunks and reduces
     # large ones in place: with small bounds, a tree spans several chunks of each kind
+    # (joint=1); with the default RESCUE_MIN_JOINT, each of these leaves alone
     from gradchain.core import tree as tree_module
     monkeypatch.setattr(tree_module, "RESCUE_MAX_LEAF", 12)
     monkeypatch.setattr(tree_module, "RESCUE_CHUNK", 20)
-    assert tree_module._rescue_chunks([jnp.zeros(n) for n in (5, 13, 8, 9, 0, 3)]) == [[1], [0, 2], [3, 4, 5]]
+    monkeypatch.setattr(tree_module, "RESCUE_MIN_JOINT", joint)
+    chunks = tree_module._rescue_chunks([jnp.zeros(n) for n in (5, 13, 8, 9, 0, 3)])
+    assert chunks == ([[1], [0, 2], [3, 4, 5]] if joint == 1 else [[1], [0], [2], [3], [4], [5]])
     rng = np.random.default_rng(1)
     leaves = [f32(rng.normal(size=shape) * scale) for shape in [(3, 2), (13,), (2, 4), (9,), (0,), (1,), (7,)]]
     leaves += [jnp.asarray(rng.normal(size=4) + 1j * rng.normal(size=4), jnp.complex64) * scale]

@@ -46,6 +46,7 @@ __all__ = [
     "zeros_like",
     "RESCUE_CHUNK",
     "RESCUE_MAX_LEAF",
+    "RESCUE_MIN_JOINT",
 ]
 
 PyTree = Any
@@ -459,10 +460,20 @@ RESCUE_MAX_LEAF = 2**18
 RESCUE_CHUNK = 2**22
 
 
+#: ... when a chunk would join more than this many leaves; fewer are reduced one by one.
+#: A reduction compiles cheaply (XLA CPU: about 2 ms), the concatenating kernel does not:
+#: at 7 leaves one reduction each compiled the declearn pipeline 0.02 s faster, at 9 and
+#: 13 both took the same time, at 18 the reductions took 0.03 s longer
+#: (``benchmarks/results/bench-rescue-joint-2026-12-02.log``).
+RESCUE_MIN_JOINT = 8
+
+
 def _rescue_chunks(leaves: list[jax.Array]) -> list[list[int]]:
     """The leaf indices reduced together by a rescaled pass (:func:`joint_chunks` with
-    :data:`RESCUE_MAX_LEAF` and :data:`RESCUE_CHUNK`)."""
-    return joint_chunks(leaves, RESCUE_MAX_LEAF, RESCUE_CHUNK)
+    :data:`RESCUE_MAX_LEAF` and :data:`RESCUE_CHUNK`; a chunk of at most
+    :data:`RESCUE_MIN_JOINT` leaves split into one per leaf)."""
+    chunks = joint_chunks(leaves, RESCUE_MAX_LEAF, RESCUE_CHUNK)
+    return [part for chunk in chunks for part in ([chunk] if len(chunk) > RESCUE_MIN_JOINT else [[i] for i in chunk])]
 
 
 def joint_chunks(leaves: Sequence[jax.Array], max_leaf: int, max_chunk: int) -> list[list[int]]:
