@@ -472,8 +472,10 @@ def _rescue_chunks(leaves: list[jax.Array]) -> list[list[int]]:
     """The leaf indices reduced together by a rescaled pass (:func:`joint_chunks` with
     :data:`RESCUE_MAX_LEAF` and :data:`RESCUE_CHUNK`; a chunk of at most
     :data:`RESCUE_MIN_JOINT` leaves split into one per leaf)."""
-    chunks = joint_chunks(leaves, RESCUE_MAX_LEAF, RESCUE_CHUNK)
-    return [part for chunk in chunks for part in ([chunk] if len(chunk) > RESCUE_MIN_JOINT else [[i] for i in chunk])]
+    chunks: list[list[int]] = []
+    for chunk in joint_chunks(leaves, RESCUE_MAX_LEAF, RESCUE_CHUNK):
+        chunks.extend([chunk] if len(chunk) > RESCUE_MIN_JOINT else [[i] for i in chunk])
+    return chunks
 
 
 def joint_chunks(leaves: Sequence[jax.Array], max_leaf: int, max_chunk: int) -> list[list[int]]:
