@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -95,6 +96,17 @@ def test_state_of_another_optimizer_is_rejected(setup):
         stateless.set_state({"modules": {"toy-counter": {}}}, params)
     with pytest.raises(KeyError, match="does not belong to this optimizer"):
         other.get_state(state)
+
+
+@pytest.mark.parametrize("value", [1e300, -1e300, float("inf"), 2**40])
+def test_an_out_of_range_count_is_a_value_error_without_a_cast_warning(setup, value):
+    opt, state, params, _ = setup
+    bad = copy.deepcopy(opt.get_state(state))
+    bad["step"] = value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow/invalid value in cast" would be noise
+        with pytest.raises(ValueError, match="'state/step' holds values that do not fit dtype int32"):
+            opt.set_state(bad, params)
 
 
 def test_wrong_shape_dtype_or_kind_is_a_value_error(setup):

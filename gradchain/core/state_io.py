@@ -116,7 +116,8 @@ def _convert(value: Any, target: Any, path: str) -> jax.Array:
     if array.shape != shape:
         raise ValueError(f"State entry {path!r} has shape {array.shape}, expected {shape}.")
     if not typed:
-        cast = array.astype(dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # a value that does not fit is caught below
+            cast = array.astype(dtype)
         if array.size and not np.array_equal(cast.astype(array.dtype), array, equal_nan=array.dtype.kind == "f"):
             raise ValueError(
                 f"State entry {path!r} holds values that do not fit dtype {dtype}."
